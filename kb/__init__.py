@@ -1,0 +1,24 @@
+"""hiyari-kb: a knowledge base of personal-information incidents and near-misses."""
+
+from flask import Flask
+
+from kb import cli, config, db, rendering, security, views
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: settings, database, security, rendering, views, commands."""
+    app = Flask(
+        __name__,
+        template_folder=str(config.PROJECT_DIR / "templates"),
+        static_folder="static",
+    )
+    app.config.from_mapping(config.defaults())
+    app.config.from_mapping(config.from_environment())
+    app.config.from_mapping(test_config or {})
+
+    db.init_app(app)
+    security.init_app(app)
+    rendering.init_app(app)
+    views.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,186 @@
+"""Cases: incidents and near-misses, filed here or published by other municipalities.
+
+Every SQL statement about cases lives here, and so does the rule of who may read what:
+published cases are read by everyone; an unpublished one only by its reporter, the
+managers of its department and the reviewers. Drafts stay with their reporter.
+"""
+
+import json
+import math
+import unicodedata
+
+from kb import audit
+from kb.exceptions import NotFound
+
+KINDS = ("incident", "near_miss")
+KIND_LABELS = {"incident": "事故", "near_miss": "ヒヤリ・ハット"}
+ORIGINS = ("internal", "external")
+ORIGIN_LABELS = {"internal": "庁内", "external": "他自治体"}
+STATUSES = ("draft", "submitted", "approved", "published", "withdrawn")
+STATUS_LABELS = {
+    "draft": "下書き", "submitted": "提出済み", "approved": "承認済み",
+    "published": "公開", "withdrawn": "取り下げ",
+}
+TASKS = (
+    "fax", "email", "postal", "counter", "phone", "web_publish", "media", "paper_storage",
+    "disposal", "contractor", "system", "remote_work", "meeting", "other",
+)
+TASK_LABELS = {
+    "fax": "FAX送信", "email": "メール送信", "postal": "郵送・発送", "counter": "窓口での交付",
+    "phone": "電話での問い合わせ対応", "web_publish": "ウェブ公開", "media": "記録媒体の持出し",
+    "paper_storage": "書類の保管", "disposal": "廃棄", "contractor": "委託",
+    "system": "システム操作", "remote_work": "テレワーク", "meeting": "会議・打合せ",
+    "other": "その他",
+}
+INCIDENT_TYPES = (
+    "postal_misdelivery", "email_missend", "fax_missend", "document_loss", "media_loss",
+    "counter_misissue", "web_mispublish", "contractor", "system_misconfig", "cyber_attack",
+    "improper_disposal", "staff_misconduct", "oral_disclosure", "other",
+)
+INCIDENT_TYPE_LABELS = {
+    "postal_misdelivery": "誤送付・誤封入", "email_missend": "メール誤送信",
+    "fax_missend": "FAX誤送信", "document_loss": "書類の紛失", "media_loss": "記録媒体の紛失",
+    "counter_misissue": "窓口での誤交付", "web_mispublish": "ウェブへの誤掲載",
+    "contractor": "委託先での事故", "system_misconfig": "システムの設定誤り",
+    "cyber_attack": "サイバー攻撃", "improper_disposal": "不適切な廃棄",
+    "staff_misconduct": "職員の不正", "oral_disclosure": "口頭・書面での漏えい",
+    "other": "その他",
+}
+RULE_STATUS_LABELS = {
+    "no_rule": "ルールがなかった", "rule_unknown": "ルールを知らなかった",
+    "rule_not_followed": "知っていたが守られなかった", "followed_but_missed": "守ったが見落とした",
+    "contractor": "委託先での発生",
+}
+COUNTERMEASURE_TYPE_LABELS = {
+    "education": "教育", "mechanism": "技術・仕組み", "rule": "規則・手順", "sharing": "模範・共有",
+}
+COUNTERMEASURE_STATUS_LABELS = {"planned": "予定", "in_progress": "実施中", "done": "完了"}
+
+# The risky task behind each incident type whose task is plain from the type itself.
+TASK_BY_INCIDENT_TYPE = {
+    "fax_missend": "fax", "email_missend": "email", "postal_misdelivery": "postal",
+    "counter_misissue": "counter", "web_mispublish": "web_publish", "media_loss": "media",
+    "document_loss": "paper_storage", "improper_disposal": "disposal",
+    "contractor": "contractor", "system_misconfig": "system", "cyber_attack": "system",
+}
+# For the other types, words of the channel name the task; the first match wins.
+TASK_BY_CHANNEL_WORD = (
+    ("fax", "fax"), ("ファクス", "fax"), ("電話", "phone"), ("窓口", "counter"),
+    ("メール", "email"), ("郵送", "postal"), ("配送", "postal"), ("ウェブ", "web_publish"),
+    ("ホームページ", "web_publish"), ("usb", "media"), ("sd", "media"), ("cd", "media"),
+    ("媒体", "media"), ("持ち出し", "media"), ("システム", "system"), ("住基ネット", "system"),
+    ("サーバ", "system"), ("端末", "system"), ("アプリ", "system"), ("ツール", "system"),
+    ("紙書類", "paper_storage"), ("口頭", "counter"),
+)
+JSON_FIELDS = ("data_items", "factors", "whys", "causes")
+
+
+def infer_task(incident_type: str | None, channel: str | None) -> str:
+    """The risky task of a case that records only its type and channel (imported cases)."""
+    if incident_type in TASK_BY_INCIDENT_TYPE:
+        return TASK_BY_INCIDENT_TYPE[incident_type]
+    words = unicodedata.normalize("NFKC", channel or "").lower()
+    for word, task in TASK_BY_CHANNEL_WORD:
+        if word in words:
+            return task
+    return "other"
+
+
+def _decode(row: dict) -> dict:
+    case = dict(row)
+    for field in JSON_FIELDS:
+        case[field] = json.loads(case[field] or "[]")
+    return case
+
+
+def _visible_to(user) -> tuple[str, list]:
+    """A WHERE clause (on alias ``c``) selecting the cases ``user`` may read."""
+    clause = ["c.status = 'published'", "c.reporter_id = ?"]
+    params = [user.user_id]
+    if user.has_role("reviewer"):
+        clause.append("c.status NOT IN ('draft')")
+    elif user.has_role("manager"):
+        clause.append("(c.department_id = ? AND c.status IN ('submitted', 'approved'))")
+        params.append(user.department_id)
+    return "(" + " OR ".join(clause) + ")", params
+
+
+# The date a case is filed under; cases with no known date come last.
+CASE_DATE = "coalesce(c.occurred_on, c.discovered_on, c.published_on)"
+CASE_QUERY = (
+    "SELECT c.*, d.name AS department_label FROM cases c"
+    " LEFT JOIN departments d ON d.department_id = c.department_id"
+)
+
+
+def list_cases(db, user, *, q="", kind=None, origin=None, task=None, incident_type=None,
+               page=1, page_size=30) -> dict:
+    """One page of the cases ``user`` may read, newest first.
+
+    ``q`` matches words in the title and summary (every word must appear). Returns
+    {cases, total, page, pages}.
+    """
+    where, params = _visible_to(user)
+    conditions = [where]
+    for column, value, allowed in (("kind", kind, KINDS), ("origin", origin, ORIGINS),
+                                   ("task", task, TASKS),
+                                   ("incident_type", incident_type, INCIDENT_TYPES)):
+        if value in allowed:
+            conditions.append(f"c.{column} = ?")
+            params.append(value)
+    for word in unicodedata.normalize("NFKC", q or "").split()[:10]:
+        conditions.append("(c.title LIKE ? ESCAPE '\\' OR c.summary LIKE ? ESCAPE '\\')")
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [pattern, pattern]
+    sql_where = " WHERE " + " AND ".join(conditions)
+    total = db.execute(f"SELECT count(*) FROM cases c{sql_where}", params).fetchone()[0]
+    pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, page), pages)
+    rows = db.query(
+        f"{CASE_QUERY}{sql_where}"
+        f" ORDER BY {CASE_DATE} IS NULL, {CASE_DATE} DESC, c.case_id DESC LIMIT ? OFFSET ?",
+        params + [page_size, (page - 1) * page_size],
+    )
+    return {"cases": [_decode(row) for row in rows], "total": total, "page": page,
+            "pages": pages}
+
+
+def recent_cases_for_task(db, user, task: str, *, limit=8) -> list[dict]:
+    """The newest cases of one task that ``user`` may read, with their countermeasures."""
+    cases = list_cases(db, user, task=task, page_size=limit)["cases"]
+    for case in cases:
+        case["countermeasures"] = list_countermeasures(db, case["case_id"])
+    return cases
+
+
+def read_case(db, user, case_id: int) -> dict:
+    """The case with its countermeasures, if ``user`` may read it; NotFound otherwise.
+
+    A case the user may not read is reported as missing, so its existence does not leak.
+    Reading an unpublished case is written to the audit log.
+    """
+    where, params = _visible_to(user)
+    rows = db.execute_returning_dicts(f"{CASE_QUERY} WHERE c.case_id = ? AND {where}",
+                                      [case_id] + params)
+    if not rows:
+        raise NotFound(f"case {case_id}")
+    case = _decode(rows[0])
+    case["countermeasures"] = list_countermeasures(db, case_id)
+    if case["status"] != "published":
+        audit.record(db, user, "case_read", case_id=case_id)
+    return case
+
+
+def list_countermeasures(db, case_id: int) -> list[dict]:
+    return db.execute_returning_dicts(
+        "SELECT m.*, d.name AS owner_department FROM countermeasures m"
+        " LEFT JOIN departments d ON d.department_id = m.owner_department_id"
+        " WHERE m.case_id = ? ORDER BY m.position", [case_id])
+
+
+def count_cases(db, *, origin=None, status="published") -> int:
+    sql, params = "SELECT count(*) FROM cases WHERE status = ?", [status]
+    if origin:
+        sql += " AND origin = ?"
+        params.append(origin)
+    return db.execute(sql, params).fetchone()[0]

@@ -1,0 +1,119 @@
+"""Commands for `flask --app wsgi …`: thin wrappers around the core functions."""
+
+import secrets
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from kb import checklist, imports, users
+from kb.db import get_db
+from kb.exceptions import Invalid, NotFound
+from kb.migrations import migrate
+
+# One demo account per role: login, name, department code, roles.
+DEMO_ACCOUNTS = (
+    ("demo-staff", "デモ 職員", "kumin-koseki", ["staff"]),
+    ("demo-manager", "デモ 所属長", "kumin-koseki", ["manager"]),
+    ("demo-reviewer", "デモ 情報管理担当", "soumu-gyousei-joho", ["reviewer"]),
+    ("demo-trainer", "デモ 研修担当", "soumu-jinji", ["trainer"]),
+    ("demo-admin", "デモ 管理者", "kikaku-johoseisaku", ["admin"]),
+)
+
+
+def _seed(name: str) -> Path:
+    return Path(current_app.config["SEED_DIR"]) / name
+
+
+@click.command("init")
+@with_appcontext
+@click.option("--demo", is_flag=True, help="Also create one demo account per role and print "
+                                          "their generated passwords (once).")
+def init_command(demo: bool) -> None:
+    """Create or upgrade the database and load the seed data.
+
+    Idempotent: migrations not yet applied are applied; seed departments, the seed
+    checklist and seed external cases are added only where missing. Nothing that
+    exists is changed.
+    """
+    db = get_db()
+    applied = migrate(db)
+    click.echo(f"migrations applied: {len(applied)}")
+    added = users.load_departments(db, _seed("departments.yaml"))
+    click.echo(f"departments added: {added}")
+    if checklist.current_version(db) is None:
+        checklist.load_checklist(db, _seed("checklist.yaml"))
+    version = checklist.current_version(db)
+    click.echo(f"checklist: version {version['version']}, "
+               f"{len(checklist.current_items(db))} items")
+    result = imports.import_external_cases(db, _seed("external_cases.jsonl"), only_new=True)
+    click.echo(f"external cases added: {result['new']}, already present: {result['existing']}")
+    if demo:
+        _create_demo_accounts(db)
+
+
+def _create_demo_accounts(db) -> None:
+    created = []
+    for login, name, department_code, roles in DEMO_ACCOUNTS:
+        if db.execute("SELECT 1 FROM users WHERE login = ?", [login]).fetchone():
+            continue
+        password = secrets.token_urlsafe(12)
+        department = users.get_department_by_code(db, department_code)
+        users.create_user(db, users.SYSTEM, login=login, display_name=name,
+                          department_id=department["department_id"], roles=roles,
+                          password=password)
+        created.append((login, password, "・".join(roles)))
+    if not created:
+        click.echo("demo accounts: already created (their passwords were printed then)")
+        return
+    click.echo("demo accounts (passwords are shown only now):")
+    for login, password, roles in created:
+        click.echo(f"  {login:<15} {password}  ({roles})")
+
+
+@click.command("create-user")
+@with_appcontext
+@click.option("--login", required=True, help="Login id: letters, digits, . _ - (3–40).")
+@click.option("--name", "display_name", required=True, help="The person's name as shown.")
+@click.option("--department", required=True, help="Department code or exact name.")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(users.ROLES), help="A role; repeat for several.")
+def create_user_command(login: str, display_name: str, department: str, roles) -> None:
+    """Create an account; the password is asked for twice (or read from standard input)."""
+    db = get_db()
+    try:
+        department_id = users.find_department(db, department)["department_id"]
+    except NotFound:
+        raise click.BadParameter(f"unknown department {department!r}", param_hint="--department")
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = users.create_user(db, users.SYSTEM, login=login, display_name=display_name,
+                                 department_id=department_id, roles=roles, password=password)
+    except Invalid as error:
+        for field, messages in error.errors.items():
+            for message in messages:
+                click.echo(f"{field}: {message}", err=True)
+        raise SystemExit(1)
+    click.echo(f"created user {user.login} ({user.department_name}; {', '.join(sorted(user.roles))})")
+
+
+@click.command("serve")
+@with_appcontext
+def serve_command() -> None:
+    """Serve the app with the waitress production server on HOST:PORT."""
+    import waitress
+
+    config = current_app.config
+    migrate(get_db())  # a database from an older release is brought up to date first
+    click.echo(f"hiyari-kb: http://{config['HOST']}:{config['PORT']}/  (Ctrl+C to stop)")
+    waitress.serve(current_app._get_current_object(), host=config["HOST"], port=config["PORT"],
+                   threads=config["THREADS"], ident="hiyari-kb")
+
+
+COMMANDS = (init_command, create_user_command, serve_command)
+
+
+def init_app(app) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)

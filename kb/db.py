@@ -1,0 +1,76 @@
+"""The SQLite database: one sqlite-utils Database per app context.
+
+SQLite is the source of truth. Connections run in WAL mode with foreign keys on and a
+busy timeout, so that concurrent requests wait for each other instead of failing.
+"""
+
+import contextlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+from flask import current_app, g
+
+DATABASE_FILE = "kb.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+
+
+def database_path(data_dir) -> Path:
+    return Path(data_dir) / DATABASE_FILE
+
+
+def open_db(path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` with the project's pragmas."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.conn.execute("PRAGMA foreign_keys = ON")
+    # FULL, not NORMAL: an acknowledged report must survive a power cut, not only a crash.
+    db.conn.execute("PRAGMA synchronous = FULL")
+    if db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        with db.ensure_autocommit_on():
+            db.conn.execute("PRAGMA journal_mode = WAL")
+    return db
+
+
+def get_db() -> sqlite_utils.Database:
+    """The database of the current app context, opened on first use."""
+    if "db" not in g:
+        g.db = open_db(database_path(current_app.config["DATA_DIR"]))
+    return g.db
+
+
+def close_db(exc=None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database):
+    """One unit of work: commit at the end, roll back on any exception.
+
+    The outermost block takes the write lock at once (BEGIN IMMEDIATE), so two requests
+    that read then write wait for each other instead of failing with "database is locked".
+    Nested blocks become savepoints.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.conn.execute("COMMIT")
+
+
+def init_app(app) -> None:
+    app.teardown_appcontext(close_db)
+
+
+def utcnow() -> str:
+    """The current time as UTC ISO-8601, the format of every *_at column."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,69 @@
+"""Markdown → sanitised HTML: the only place user text becomes markup.
+
+Python-Markdown renders, nh3 (ammonia) removes everything outside a small allow-list,
+so a report cannot carry script, event handlers, styles or javascript: links.
+"""
+
+import markdown
+import nh3
+from markupsafe import Markup
+
+from kb import cases, roles
+
+ALLOWED_TAGS = {
+    "p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody", "tr", "th", "td",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
+MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "nl2br")
+
+
+def render_markdown(text: str | None) -> Markup:
+    """Safe HTML for a Markdown text; links get rel="noopener noreferrer"."""
+    html = markdown.markdown(text or "", extensions=list(MARKDOWN_EXTENSIONS),
+                             output_format="html")
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+    return Markup(clean)
+
+
+def japanese_date(value: str | None, missing: str = "記載なし") -> str:
+    """'2024-12-05' → '2024年12月5日'; partial dates ('2024-12', '2024') as far as known."""
+    if not value:
+        return missing
+    parts = str(value)[:10].split("-")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        return str(value)
+    return "".join(f"{n}{unit}" for n, unit in zip(numbers, ("年", "月", "日")))
+
+
+LABELS = {
+    "kind": cases.KIND_LABELS,
+    "origin": cases.ORIGIN_LABELS,
+    "status": cases.STATUS_LABELS,
+    "task": cases.TASK_LABELS,
+    "incident_type": cases.INCIDENT_TYPE_LABELS,
+    "rule_status": cases.RULE_STATUS_LABELS,
+    "countermeasure_type": cases.COUNTERMEASURE_TYPE_LABELS,
+    "countermeasure_status": cases.COUNTERMEASURE_STATUS_LABELS,
+    "role": roles.ROLE_LABELS,
+}
+
+
+def label(value, vocabulary: str) -> str:
+    """The Japanese label of a vocabulary value (the value itself if unknown)."""
+    return LABELS[vocabulary].get(value, value or "")
+
+
+def init_app(app) -> None:
+    app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(japanese_date, "jdate")
+    app.add_template_filter(label, "label")
+    app.jinja_env.globals["LABELS"] = LABELS

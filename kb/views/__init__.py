@@ -1,0 +1,50 @@
+"""Blueprints, the navigation and the Japanese error pages."""
+
+from flask import render_template
+from flask_wtf.csrf import CSRFError
+
+from kb import exceptions
+from kb.views import admin, auth, cases, checklist, home
+
+# The main navigation, in the order the design names it. An entry whose endpoint is
+# None belongs to a later release and is shown as not yet available.
+NAVIGATION = (
+    ("home.index", "これからの作業", None),
+    ("cases.index", "事例検索", None),
+    (None, "報告する", None),
+    ("checklist.index", "チェックリスト", None),
+    (None, "研修", None),
+    (None, "集計", None),
+    ("admin.users", "管理", "admin"),
+)
+
+ERROR_TEXTS = {
+    400: ("送信を受け付けられませんでした",
+          "ページの有効期限が切れたか、正しくない送信です。前のページに戻って再読み込みし、"
+          "もう一度操作してください。"),
+    403: ("この操作は許可されていません", "この画面や操作を使う役割がありません。"
+          "必要な場合は所属長か管理者に相談してください。"),
+    404: ("ページが見つかりません", "お探しのページや事例は存在しないか、閲覧できる範囲にありません。"),
+    405: ("この操作は受け付けられません", "画面のボタンから操作してください。"),
+    429: ("試行回数が多すぎます", "短時間に何度も試行されたため、一時的に受付を停止しています。"
+          "しばらく待ってからもう一度お試しください。"),
+    500: ("システムエラーが発生しました", "処理を完了できませんでした。入力した内容は保存されていない"
+          "可能性があります。時間をおいてもう一度お試しいただき、続く場合は情報政策課へ連絡してください。"),
+}
+
+
+def render_error(status: int):
+    title, message = ERROR_TEXTS[status]
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def init_app(app) -> None:
+    for module in (auth, home, cases, checklist, admin):
+        app.register_blueprint(module.bp)
+
+    app.jinja_env.globals["NAVIGATION"] = NAVIGATION
+    for status in ERROR_TEXTS:
+        app.register_error_handler(status, lambda error, status=status: render_error(status))
+    app.register_error_handler(CSRFError, lambda error: render_error(400))
+    app.register_error_handler(exceptions.NotFound, lambda error: render_error(404))
+    app.register_error_handler(exceptions.Forbidden, lambda error: render_error(403))
