@@ -1,4 +1,6 @@
-from tests.conftest import login
+from kb import users
+from kb.db import get_db
+from tests.conftest import PASSWORD, login, make_app
 
 
 def test_security_headers_on_the_login_page(client):
@@ -43,3 +45,34 @@ def test_pages_use_no_inline_script_or_style(client, make_user):
 def test_static_files_are_served_locally(client):
     assert client.get("/static/kb.css").status_code == 200
     assert client.get("/static/kb.js").status_code == 200
+
+
+
+def test_unexpected_error_gets_a_japanese_500_page(data_dir):
+    app = make_app(data_dir, PROPAGATE_EXCEPTIONS=False)
+
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("simulated failure")
+
+    with app.app_context():
+        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
+        users.create_user(get_db(), users.SYSTEM, login="hanako", display_name="花子",
+                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    client = app.test_client()
+    login(client, "hanako")
+    response = client.get("/boom")
+    assert response.status_code == 500
+    html = response.get_data(as_text=True)
+    assert "システムエラーが発生しました" in html
+    assert "simulated failure" not in html
+    assert "Content-Security-Policy" in response.headers
+
+
+
+def test_method_not_allowed_is_a_japanese_page(client, make_user):
+    make_user("hanako", "staff")
+    login(client, "hanako")
+    response = client.get("/logout")
+    assert response.status_code == 405
+    assert "この操作は受け付けられません" in response.get_data(as_text=True)
