@@ -10,12 +10,20 @@ from kb.db import utcnow
 from kb.roles import require_role
 
 
-def record(db, actor, action: str, *, case_id=None, target=None, detail=None) -> None:
-    """Append one entry. ``actor`` is a User, or None for the command line."""
+ANONYMOUS_ACTOR = "（匿名の報告者）"
+
+
+def record(db, actor, action: str, *, case_id=None, target=None, detail=None,
+           anonymous=False) -> None:
+    """Append one entry. ``actor`` is a User, or None for the command line.
+
+    With ``anonymous`` (a reporter acting on their anonymous near-miss) the entry names
+    no one, so the log cannot undo the anonymity the reporter was promised.
+    """
     db["audit_log"].insert({
         "at": utcnow(),
-        "user_id": getattr(actor, "user_id", None),
-        "actor": getattr(actor, "login", None) or "cli",
+        "user_id": None if anonymous else getattr(actor, "user_id", None),
+        "actor": ANONYMOUS_ACTOR if anonymous else (getattr(actor, "login", None) or "cli"),
         "action": action,
         "case_id": case_id,
         "target": target,
@@ -24,6 +32,15 @@ def record(db, actor, action: str, *, case_id=None, target=None, detail=None) ->
 
 
 def list_entries(db, actor, *, limit=200) -> list[dict]:
-    """The newest entries first. Admins only."""
+    """The newest entries first. Admins only.
+
+    Entries by the reporter of a case that is anonymous now are shown without a name,
+    whatever they recorded when the report was not yet anonymous.
+    """
     require_role(actor, "admin")
-    return list(db.query("SELECT * FROM audit_log ORDER BY audit_id DESC LIMIT ?", [limit]))
+    rows = db.query(
+        "SELECT a.*, (c.anonymous = 1 AND a.user_id = c.reporter_id) AS hide_actor"
+        " FROM audit_log a LEFT JOIN cases c ON c.case_id = a.case_id"
+        " ORDER BY a.audit_id DESC LIMIT ?", [limit])
+    return [dict(row, actor=ANONYMOUS_ACTOR, user_id=None) if row.pop("hide_actor") else row
+            for row in rows]

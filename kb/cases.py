@@ -86,10 +86,19 @@ def infer_task(incident_type: str | None, channel: str | None) -> str:
     return "other"
 
 
-def _decode(row: dict) -> dict:
+def _decode(row: dict, viewer) -> dict:
+    """A case row for ``viewer``: JSON lists decoded, the reporter shown only to those
+    who handle the report, and never to anyone but the reporter when anonymous."""
     case = dict(row)
     for field in JSON_FIELDS:
         case[field] = json.loads(case[field] or "[]")
+    own = case["reporter_id"] is not None and case["reporter_id"] == viewer.user_id
+    handler = viewer.has_role("reviewer") or (
+        viewer.has_role("manager") and case["department_id"] == viewer.department_id)
+    if not (own or (handler and not case["anonymous"])):
+        case["reporter_name"] = None
+    case["reported_by_viewer"] = own
+    case.pop("reporter_id")
     return case
 
 
@@ -108,8 +117,9 @@ def _visible_to(user) -> tuple[str, list]:
 # The date a case is filed under; cases with no known date come last.
 CASE_DATE = "coalesce(c.occurred_on, c.discovered_on, c.published_on)"
 CASE_QUERY = (
-    "SELECT c.*, d.name AS department_label FROM cases c"
+    "SELECT c.*, d.name AS department_label, u.display_name AS reporter_name FROM cases c"
     " LEFT JOIN departments d ON d.department_id = c.department_id"
+    " LEFT JOIN users u ON u.user_id = c.reporter_id"
 )
 
 
@@ -141,7 +151,7 @@ def list_cases(db, user, *, q="", kind=None, origin=None, task=None, incident_ty
         f" ORDER BY {CASE_DATE} IS NULL, {CASE_DATE} DESC, c.case_id DESC LIMIT ? OFFSET ?",
         params + [page_size, (page - 1) * page_size],
     )
-    return {"cases": [_decode(row) for row in rows], "total": total, "page": page,
+    return {"cases": [_decode(row, user) for row in rows], "total": total, "page": page,
             "pages": pages}
 
 
@@ -164,18 +174,29 @@ def read_case(db, user, case_id: int) -> dict:
                                       [case_id] + params)
     if not rows:
         raise NotFound(f"case {case_id}")
-    case = _decode(rows[0])
+    case = _decode(rows[0], user)
     case["countermeasures"] = list_countermeasures(db, case_id)
+    case["checklist_items"] = [row[0] for row in db.execute(
+        "SELECT item_code FROM case_checklist_items WHERE case_id = ? ORDER BY item_code",
+        [case_id])]
     if case["status"] != "published":
-        audit.record(db, user, "case_read", case_id=case_id)
+        audit.record(db, user, "case_read", case_id=case_id,
+                     anonymous=bool(case["anonymous"]) and case["reported_by_viewer"])
     return case
 
 
 def list_countermeasures(db, case_id: int) -> list[dict]:
-    return db.execute_returning_dicts(
-        "SELECT m.*, d.name AS owner_department FROM countermeasures m"
+    """The case's countermeasures in order, each with ``item_codes`` it is linked to."""
+    rows = db.execute_returning_dicts(
+        "SELECT m.*, d.name AS owner_department,"
+        " (SELECT group_concat(item_code, ' ') FROM countermeasure_checklist_items l"
+        "  WHERE l.countermeasure_id = m.countermeasure_id) AS item_code_list"
+        " FROM countermeasures m"
         " LEFT JOIN departments d ON d.department_id = m.owner_department_id"
         " WHERE m.case_id = ? ORDER BY m.position", [case_id])
+    for row in rows:
+        row["item_codes"] = sorted((row.pop("item_code_list") or "").split())
+    return rows
 
 
 def count_cases(db, *, origin=None, status="published") -> int:

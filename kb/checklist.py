@@ -81,6 +81,11 @@ def current_items(db, *, task: str | None = None) -> list[dict]:
     return items
 
 
+def known_codes(db) -> set[str]:
+    """Every item code of any version: links may name an item a later version dropped."""
+    return {row[0] for row in db.execute("SELECT DISTINCT code FROM checklist_items")}
+
+
 def current_sections(db, *, task: str | None = None) -> list[dict]:
     """The current version's sections, each with its ``items`` (filtered by task if given)."""
     sections: dict[str, dict] = {}

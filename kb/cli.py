@@ -1,13 +1,15 @@
 """Commands for `flask --app wsgi …`: thin wrappers around the core functions."""
 
+import json
 import secrets
+import sys
 from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import checklist, imports, users
+from kb import checklist, imports, pii, reports, users
 from kb.db import get_db
 from kb.exceptions import Invalid, NotFound
 from kb.migrations import migrate
@@ -111,7 +113,40 @@ def serve_command() -> None:
                    threads=config["THREADS"], ident="hiyari-kb")
 
 
-COMMANDS = (init_command, create_user_command, serve_command)
+@click.command("pii-scan")
+@with_appcontext
+@click.argument("source", required=False, type=click.File("r", encoding="utf-8"))
+@click.option("--all-cases", is_flag=True, help="Scan every text field of every case instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def pii_scan_command(source, all_cases: bool, as_json: bool) -> None:
+    """Find personal data in a text file (or - for standard input) or in every case.
+
+    Exits 1 when anything is found, 0 when nothing is, so it can gate other scripts.
+    """
+    if all_cases:
+        db = get_db()
+        findings = [
+            {"case_id": case_id, "field": field, **finding.as_dict()}
+            for (case_id,) in db.execute("SELECT case_id FROM cases ORDER BY case_id").fetchall()
+            for field, found in reports.report_findings(reports.report_from_case(db, case_id)).items()
+            for finding in found
+        ]
+    elif source is not None:
+        findings = [finding.as_dict() for finding in pii.scan(source.read())]
+    else:
+        raise click.UsageError("give a FILE (or - for standard input) or --all-cases")
+    if as_json:
+        click.echo(json.dumps(findings, ensure_ascii=False, indent=1))
+    elif not findings:
+        click.echo("個人情報らしき記載は見つかりませんでした。")
+    for finding in findings if not as_json else []:
+        where = f"case {finding['case_id']} {finding['field']} " if all_cases else ""
+        click.echo(f"{where}{finding['start']}-{finding['end']} "
+                   f"{pii.KIND_LABELS[finding['kind']]}: {finding['text']}")
+    sys.exit(1 if findings else 0)
+
+
+COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command)
 
 
 def init_app(app) -> None:

@@ -23,3 +23,15 @@ class Invalid(KBError):
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
         self.errors = errors
+
+
+class Conflict(KBError):
+    """Someone saved the record since this edit began; saving would overwrite their work."""
+
+
+class PersonalDataFound(KBError):
+    """Text fields hold what looks like personal data. ``findings`` maps field → findings."""
+
+    def __init__(self, findings: dict):
+        super().__init__(", ".join(findings))
+        self.findings = findings

@@ -201,8 +201,30 @@ INITIAL_SCHEMA = (
     """,
 )
 
+REPORT_WORKFLOW = (
+    # Optimistic locking: a save names the version it edited; a stale one is refused.
+    "ALTER TABLE cases ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    # When the 速報 and 確報 to the Personal Information Protection Commission were made.
+    "ALTER TABLE cases ADD COLUMN prelim_reported_on TEXT",
+    "ALTER TABLE cases ADD COLUMN final_reported_on TEXT",
+    # The workflow step a comment was written with: submit, approve, return, publish, or NULL.
+    "ALTER TABLE comments ADD COLUMN action TEXT",
+    # A reviewer's word that a personal-data finding is not personal data.
+    """
+    CREATE TABLE pii_confirmations (
+        case_id INTEGER NOT NULL REFERENCES cases (case_id) ON DELETE CASCADE,
+        field TEXT NOT NULL,
+        text TEXT NOT NULL,
+        confirmed_by INTEGER REFERENCES users (user_id),
+        confirmed_at TEXT NOT NULL,
+        PRIMARY KEY (case_id, field, text)
+    ) STRICT
+    """,
+)
+
 MIGRATIONS = (
     (1, "initial schema", INITIAL_SCHEMA),
+    (2, "report workflow", REPORT_WORKFLOW),
 )
 
 

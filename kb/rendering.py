@@ -8,7 +8,7 @@ import markdown
 import nh3
 from markupsafe import Markup
 
-from kb import cases, roles
+from kb import cases, reports, roles, statutory
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
@@ -54,6 +54,8 @@ LABELS = {
     "countermeasure_type": cases.COUNTERMEASURE_TYPE_LABELS,
     "countermeasure_status": cases.COUNTERMEASURE_STATUS_LABELS,
     "role": roles.ROLE_LABELS,
+    "factor": reports.FACTOR_LABELS,
+    "disclosure": statutory.DISCLOSURE_LABELS,
 }
 
 

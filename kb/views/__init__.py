@@ -4,14 +4,14 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 
 from kb import exceptions
-from kb.views import admin, auth, cases, checklist, home
+from kb.views import admin, auth, cases, checklist, home, reports
 
 # The main navigation, in the order the design names it. An entry whose endpoint is
 # None belongs to a later release and is shown as not yet available.
 NAVIGATION = (
     ("home.index", "これからの作業", None),
     ("cases.index", "事例検索", None),
-    (None, "報告する", None),
+    ("reports.new", "報告する", None),
     ("checklist.index", "チェックリスト", None),
     (None, "研修", None),
     (None, "集計", None),
@@ -39,7 +39,7 @@ def render_error(status: int):
 
 
 def init_app(app) -> None:
-    for module in (auth, home, cases, checklist, admin):
+    for module in (auth, home, cases, checklist, reports, admin):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 
-from kb import cases
+from kb import cases, reports, workflow
 from kb.db import get_db
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -22,5 +22,7 @@ def index():
 
 @bp.route("/<int:case_id>")
 def show(case_id: int):
-    case = cases.read_case(get_db(), current_user, case_id)
-    return render_template("cases/show.html", case=case)
+    db = get_db()
+    case = cases.read_case(db, current_user, case_id)
+    return render_template("cases/show.html", case=case, label_of=reports.label_of,
+                           **workflow.case_context(db, current_user, case_id))

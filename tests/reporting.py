@@ -1,0 +1,70 @@
+"""Builders for report forms, shared by the filing and workflow tests."""
+
+import re
+
+from tests.conftest import csrf_token
+
+
+def near_miss_form(**overrides):
+    form = {
+        "summary": "FAXの短縮ダイヤルが別の事業所の番号に登録されていた。",
+        "how_found": "送信前に画面の宛先名を読み上げて気づいた。",
+        "task": "fax",
+        "potential_outcome": "介護認定の資料が別の事業所に届くところだった。",
+        "prevention_idea": "短縮ダイヤルの登録を年1回点検する。",
+        "checklist_items": ["3-5"],
+    }
+    form.update(overrides)
+    return form
+
+
+def incident_form(**overrides):
+    form = {
+        "title": "通知書の封入誤りにより別人の通知を送付",
+        "occurred_on": "2026-10-01", "discovered_on": "2026-10-03",
+        "task": "postal", "incident_type": "postal_misdelivery", "channel": "郵送",
+        "summary": "介護保険料の通知書を封入する際、2人分を1つの封筒に入れて発送した。",
+        "how_found": "受け取った区民から電話で連絡があった。",
+        "immediate_action": "当日中に訪問して回収し、本人に謝罪した。",
+        "affected_count": "2", "data_items": "氏名\n住所\n保険料額",
+        "rule_status": "followed_but_missed", "factors": ["man", "media"],
+        "whys-0": "2人分の通知が重なって1通に見えた。", "whys-1": "封入前に枚数を数える手順がなかった。",
+        "root_cause": "封入物と宛名の照合が手作業の目視だけに頼っていた。",
+        "countermeasure_rows": "1",
+        "countermeasures-0-text": "封入封緘機の重量チェックで枚数違いを止める。",
+        "countermeasures-0-type": "mechanism", "countermeasures-0-due_on": "2027-03-31",
+        "countermeasures-0-status": "planned", "countermeasures-0-item_codes": "4-1 4-2",
+        "lesson": "封入物の照合は人の目ではなく仕組みで行う。",
+    }
+    form.update(overrides)
+    return form
+
+
+def post_report(client, url, form, action="save", **extra):
+    token = csrf_token(client.get("/reports/new").get_data(as_text=True))
+    return client.post(url, data={"csrf_token": token, "action": action, **form, **extra})
+
+
+def new_case_id(response) -> int:
+    match = re.search(r"/reports/(\d+)/edit", response.headers.get("Location", ""))
+    assert match, response.headers.get("Location")
+    return int(match.group(1))
+
+
+def file_report(client, kind="near_miss", form=None, *, submit=False):
+    """File a report as the signed-in client; return its case id."""
+    form = form if form is not None else (near_miss_form() if kind == "near_miss" else incident_form())
+    response = post_report(client, f"/reports/new/{kind}", form, action="save")
+    case_id = new_case_id(response)
+    if submit:
+        edit = client.get(f"/reports/{case_id}/edit").get_data(as_text=True)
+        version = re.search(r'name="version" value="(\d+)"', edit).group(1)
+        response = post_report(client, f"/reports/{case_id}/edit", dict(form, version=version),
+                               action="submit")
+        assert response.status_code == 302, response.get_data(as_text=True)
+    return case_id
+
+
+def workflow_post(client, case_id, step, **data):
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    return client.post(f"/reports/{case_id}/{step}", data={"csrf_token": token, **data})
