@@ -57,6 +57,7 @@ def live_app(tmp_path_factory):
 def page(chromium):
     context = chromium.new_context(locale="ja-JP", viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(10_000)
     yield page
     context.close()
 
@@ -102,3 +103,109 @@ def test_wrong_password_shows_the_message_and_keeps_the_login_id(page, live_app)
     page.get_by_label("パスワード").press("Enter")  # the keyboard alone is enough
     assert page.get_by_role("alert").inner_text() == "ログインIDまたはパスワードが正しくありません。"
     assert page.get_by_label("ログインID").input_value() == "demo-staff"
+
+
+def sign_in(page, base, login_id, password):
+    page.goto(base + "/login")
+    page.get_by_label("ログインID").fill(login_id)
+    page.get_by_label("パスワード").fill(password)
+    page.get_by_role("button", name="ログイン").click()
+    page.wait_for_url(base + "/")
+
+
+def sign_out(page):
+    page.get_by_role("button", name="ログアウト").click()
+
+
+def test_staff_files_a_near_miss_in_a_minute_and_sees_it_in_my_reports(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="報告する").click()
+    page.get_by_role("link", name="ヒヤリ・ハットを報告する").click()
+    page.get_by_label("何が起きそうになったか").fill("窓口で住民票の写しを別の方に渡しそうになった。")
+    page.get_by_label("どうして気づいたか").fill("交付前に申請書の氏名と読み合わせて気づいた。")
+    page.get_by_label("そのときの作業").select_option("counter")
+    page.get_by_label("項目を絞り込む").fill("本人確認")
+    page.locator(".picker-item:visible").first.locator("input").check()
+    page.screenshot(path=ARTIFACTS / "near-miss-form.png", full_page=True)
+    page.get_by_role("button", name="提出").click()
+    page.wait_for_url(base + "/reports/mine")
+    card = page.locator(".report-card").filter(has_text="窓口で住民票の写しを別の方に渡しそうになった。")
+    assert card.get_by_text("提出済み").is_visible()
+    page.screenshot(path=ARTIFACTS / "my-reports.png", full_page=True)
+    sign_out(page)
+
+
+def test_incident_is_returned_resubmitted_approved_and_published_with_a_masked_phone_number(page, live_app):
+    base, passwords = live_app
+    title = "就学援助の決定通知を別の世帯に郵送"
+
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.goto(base + "/reports/new/incident")
+    page.get_by_label("件名").fill(title)
+    page.get_by_label("発見日").fill("2026-11-02")
+    page.get_by_label("作業", exact=False).first.select_option("postal")
+    page.get_by_label("種別").select_option("postal_misdelivery")
+    page.get_by_label("何が起きたか", exact=False).first.fill(
+        "決定通知2通を1つの封筒に入れて発送した。受け取った方から 03-5555-1234 に連絡があった。")
+    page.get_by_label("どう気づいたか").fill("受け取った保護者からの電話。")
+    page.get_by_label("直後の対応").fill("当日中に回収し、両世帯に謝罪した。")
+    page.get_by_label("影響を受けた人数").fill("2")
+    page.get_by_label("守ったが見落とした").check()
+    page.get_by_label("なぜ1").fill("2通が重なって1通に見えた。")
+    page.get_by_label("根本原因").fill("封入後に枚数を確かめる手順がなかった。")
+    page.get_by_role("button", name="対策を追加").click()
+    page.get_by_label("対策1の内容").fill("封入封緘機の重量チェックで枚数違いを止める。")
+    page.get_by_label("対策1で強化するチェックリストの項目").fill("4-1")
+    page.get_by_role("button", name="提出").click()
+
+    # The phone number is caught before submitting, and masked with one click.
+    assert page.get_by_text("個人情報らしき記載があります", exact=False).first.is_visible()
+    page.screenshot(path=ARTIFACTS / "incident-pii.png", full_page=True)
+    page.get_by_role("button", name="＊＊＊で隠す").click()
+    assert "＊＊＊" in page.get_by_label("何が起きたか", exact=False).first.input_value()
+    page.get_by_role("button", name="提出").click()
+    page.wait_for_url(base + "/reports/mine")
+    sign_out(page)
+
+    sign_in(page, base, "demo-manager", passwords["demo-manager"])
+    page.goto(base + "/reports/queue/submitted")
+    page.get_by_role("link", name=title).click()
+    page.get_by_label("コメント（差し戻すときは必須）").fill("回収した時刻も書いてください。")
+    page.get_by_role("button", name="差し戻し").click()
+    assert page.get_by_text("差し戻しました").is_visible()
+    sign_out(page)
+
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.goto(base + "/reports/mine")
+    assert page.get_by_text("差し戻されました：回収した時刻も書いてください。").is_visible()
+    page.get_by_role("link", name="直して再提出する").click()
+    page.get_by_label("直後の対応").fill("11月2日16時に回収し、両世帯に謝罪した。")
+    page.get_by_role("button", name="提出").click()
+    page.wait_for_url(base + "/reports/mine")
+    sign_out(page)
+
+    sign_in(page, base, "demo-manager", passwords["demo-manager"])
+    page.goto(base + "/reports/queue/submitted")
+    page.get_by_role("link", name=title).click()
+    page.get_by_role("button", name="承認").click()
+    assert page.get_by_text("承認しました").is_visible()
+    sign_out(page)
+
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.goto(base + "/reports/queue/approved")
+    page.get_by_role("link", name=title).click()
+    assert page.get_by_text("個人情報らしき記載は見つかりませんでした。").is_visible()
+    page.screenshot(path=ARTIFACTS / "reviewer-panel.png", full_page=True)
+    page.get_by_role("button", name="公開").click()
+    assert page.get_by_text("公開しました").is_visible()
+    sign_out(page)
+
+    sign_in(page, base, "demo-trainer", passwords["demo-trainer"])
+    page.get_by_label("事例を検索").fill("就学援助")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name=title).click()
+    assert page.get_by_text("11月2日16時に回収し、両世帯に謝罪した。").is_visible()
+    assert page.get_by_text("回収した時刻も書いてください。").is_visible()
+    assert page.get_by_text("＊＊＊", exact=False).first.is_visible()
+    page.screenshot(path=ARTIFACTS / "published-incident.png", full_page=True)

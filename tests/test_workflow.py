@@ -293,3 +293,29 @@ def test_post_without_csrf_changes_nothing(client, office, app):
     switch(client, "manager")
     assert client.post(f"/reports/{case_id}/approve").status_code == 400
     assert status_of(app, case_id) == "submitted"
+
+
+HOSTILE_NARRATIVES = [
+    "<script>alert('x')</script>",
+    "[押して](javascript:alert(1))",
+    '<img src=x onerror="alert(1)">',
+    '<svg onload="alert(1)"><circle/></svg>',
+    "[data](data:text/html;base64,PHNjcmlwdD4=)",
+    "<iframe src=https://evil.example></iframe>",
+]
+
+
+def test_hostile_markdown_in_a_published_report_is_rendered_inert(client, office, app):
+    summary = "封入誤りがあった。\n\n" + "\n\n".join(HOSTILE_NARRATIVES)
+    login(client, "reporter")
+    case_id = file_report(client, "incident", incident_form(summary=summary), submit=True)
+    with app.app_context():
+        db = get_db()
+        workflow.approve_report(db, office["manager"], case_id)
+        workflow.publish_report(db, office["reviewer"], case_id)
+    switch(client, "colleague")
+    html = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    body = html.split('<div class="prose">', 1)[1].split("</div>", 1)[0]
+    assert "封入誤りがあった。" in body
+    for forbidden in ("<script", "javascript:", "onerror", "onload", "<svg", "<iframe", "data:text"):
+        assert forbidden not in body.lower(), forbidden
