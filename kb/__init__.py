@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from kb import cli, config, db, rendering, security, views
+from kb import cli, config, db, rendering, search, security, views
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -17,8 +17,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(test_config or {})
 
     db.init_app(app)
+    search.init_app(app)
     security.init_app(app)
     rendering.init_app(app)
     views.init_app(app)
     cli.init_app(app)
+    _ensure_search_index(app)
     return app
+
+
+def _ensure_search_index(app: Flask) -> None:
+    """A missing or old-schema index is rebuilt from SQLite before the first request."""
+    if search.is_current(app.config["DATA_DIR"]) \
+            or not db.database_path(app.config["DATA_DIR"]).exists():
+        return
+    with app.app_context():
+        search.ensure_index(app, db.get_db())

@@ -26,8 +26,8 @@ TASKS = (
     "disposal", "contractor", "system", "remote_work", "meeting", "other",
 )
 TASK_LABELS = {
-    "fax": "FAX送信", "email": "メール送信", "postal": "郵送・発送", "counter": "窓口での交付",
-    "phone": "電話での問い合わせ対応", "web_publish": "ウェブ公開", "media": "記録媒体の持出し",
+    "fax": "FAX送信", "email": "メール送信", "postal": "郵送・封入", "counter": "窓口交付",
+    "phone": "電話対応", "web_publish": "ホームページ掲載", "media": "媒体の持ち出し",
     "paper_storage": "書類の保管", "disposal": "廃棄", "contractor": "委託",
     "system": "システム操作", "remote_work": "テレワーク", "meeting": "会議・打合せ",
     "other": "その他",
@@ -155,14 +155,6 @@ def list_cases(db, user, *, q="", kind=None, origin=None, task=None, incident_ty
             "pages": pages}
 
 
-def recent_cases_for_task(db, user, task: str, *, limit=8) -> list[dict]:
-    """The newest cases of one task that ``user`` may read, with their countermeasures."""
-    cases = list_cases(db, user, task=task, page_size=limit)["cases"]
-    for case in cases:
-        case["countermeasures"] = list_countermeasures(db, case["case_id"])
-    return cases
-
-
 def read_case(db, user, case_id: int) -> dict:
     """The case with its countermeasures, if ``user`` may read it; NotFound otherwise.
 
@@ -205,3 +197,60 @@ def count_cases(db, *, origin=None, status="published") -> int:
         sql += " AND origin = ?"
         params.append(origin)
     return db.execute(sql, params).fetchone()[0]
+
+
+# --- the search index's view of cases ------------------------------------------------
+
+INDEX_QUERY = (
+    "SELECT c.*, d.name AS department_label,"
+    " (SELECT group_concat(text, char(10)) FROM"
+    "   (SELECT text FROM countermeasures m WHERE m.case_id = c.case_id ORDER BY position))"
+    "   AS countermeasure_texts,"
+    " (SELECT group_concat(code, ',') FROM"
+    "   (SELECT item_code AS code FROM case_checklist_items i WHERE i.case_id = c.case_id"
+    "    UNION SELECT l.item_code FROM countermeasure_checklist_items l"
+    "    JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = c.case_id))"
+    "   AS item_codes"
+    " FROM cases c LEFT JOIN departments d ON d.department_id = c.department_id"
+    " WHERE c.status != 'withdrawn'"
+)
+
+
+def index_rows(db, case_ids=None):
+    """Rows to index (every case but withdrawn ones), lists joined into text."""
+    sql, params = INDEX_QUERY, []
+    if case_ids is not None:
+        sql += f" AND c.case_id IN ({','.join('?' * len(case_ids))})"
+        params = list(case_ids)
+    for row in db.query(sql + " ORDER BY c.case_id", params):
+        for field in JSON_FIELDS:
+            row[field] = "\n".join(json.loads(row[field] or "[]"))
+        yield row
+
+
+def index_stamp(row: dict) -> str:
+    """What tells an indexed document from a newer version of its case."""
+    return f"{row['updated_at']}|{row['version']}"
+
+
+def index_stamps(db) -> dict[int, str]:
+    """The stamp every indexable case should have in the index."""
+    return {row[0]: f"{row[1]}|{row[2]}" for row in db.execute(
+        "SELECT case_id, updated_at, version FROM cases WHERE status != 'withdrawn'")}
+
+
+def rows_for_results(db, user, case_ids: list[int]) -> dict[int, dict]:
+    """The cases among ``case_ids`` that ``user`` may read, by id, with their first
+    countermeasures: the database has the last word on what a search may show."""
+    if not case_ids:
+        return {}
+    where, params = _visible_to(user)
+    rows = db.execute_returning_dicts(
+        f"{CASE_QUERY} WHERE c.case_id IN ({','.join('?' * len(case_ids))}) AND {where}",
+        list(case_ids) + params)
+    found = {}
+    for row in rows:
+        case = _decode(row, user)
+        case["countermeasures"] = list_countermeasures(db, case["case_id"])[:3]
+        found[case["case_id"]] = case
+    return found

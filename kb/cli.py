@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import checklist, imports, pii, reports, users
+from kb import checklist, imports, pii, reports, search, users
 from kb.db import get_db
 from kb.exceptions import Invalid, NotFound
 from kb.migrations import migrate
@@ -51,6 +51,8 @@ def init_command(demo: bool) -> None:
                f"{len(checklist.current_items(db))} items")
     result = imports.import_external_cases(db, _seed("external_cases.jsonl"), only_new=True)
     click.echo(f"external cases added: {result['new']}, already present: {result['existing']}")
+    if search.ensure_index(current_app, db):
+        click.echo("search index: rebuilt from the database")
     if demo:
         _create_demo_accounts(db)
 
@@ -146,7 +148,67 @@ def pii_scan_command(source, all_cases: bool, as_json: bool) -> None:
     sys.exit(1 if findings else 0)
 
 
-COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command)
+@click.command("reindex")
+@with_appcontext
+@click.option("--check", "check_only", is_flag=True,
+              help="Compare the index with the database instead of rebuilding: report "
+                   "missing, stale and orphaned documents, repair them, and exit 1 if "
+                   "there were any.")
+@click.option("--procs", type=int, default=2, show_default=True,
+              help="Processes for a full rebuild.")
+def reindex_command(check_only: bool, procs: int) -> None:
+    """Rebuild the search index from the database (the database is the source of truth)."""
+    from tqdm import tqdm
+
+    db = get_db()
+    data_dir = current_app.config["DATA_DIR"]
+    if check_only:
+        ix = search.get_index(data_dir)
+        drift = search.check(ix, db)
+        for kind in ("missing", "stale", "orphaned"):
+            ids = drift[kind]
+            click.echo(f"{kind}: {len(ids)}" + (f" ({', '.join(map(str, ids[:20]))}"
+                                                 f"{' …' if len(ids) > 20 else ''})" if ids else ""))
+        if any(drift.values()):
+            search.heal(ix, db, drift)
+            click.echo("drift repaired")
+            sys.exit(1)
+        click.echo("index matches the database")
+        return
+    total = db.execute("SELECT count(*) FROM cases WHERE status != 'withdrawn'").fetchone()[0]
+    with tqdm(total=total, unit="件", desc="reindex", disable=None) as bar:
+        count = search.rebuild(db, data_dir, progress=bar.update, procs=procs)
+    click.echo(f"indexed {count} cases")
+
+
+@click.command("search")
+@with_appcontext
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print the contract JSON.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+def search_command(query: str, as_json: bool, limit: int) -> None:
+    """Search the published cases as any member of staff would.
+
+    With --json prints {"total": n, "hits": [{"case_id", "external_id", "title", "score"}]}.
+    """
+    db = get_db()
+    result = search.search_cases(search.get_index(current_app.config["DATA_DIR"]), db,
+                                 users.READER, query, page_size=limit)
+    hits = [{"case_id": hit["case_id"], "external_id": hit["external_id"],
+             "title": hit["title"], "score": hit["score"]} for hit in result.hits]
+    if as_json:
+        click.echo(json.dumps({"total": result.total, "hits": hits}, ensure_ascii=False))
+        return
+    for notice in result.notices:
+        click.echo(notice, err=True)
+    click.echo(f"{result.total} cases")
+    for hit in hits:
+        click.echo(f"{hit['score']:8.2f}  {hit['case_id']:>6}  {hit['external_id'] or '':<9} "
+                   f"{hit['title']}")
+
+
+COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command,
+            reindex_command, search_command)
 
 
 def init_app(app) -> None:

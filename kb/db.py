@@ -34,10 +34,27 @@ def open_db(path) -> sqlite_utils.Database:
 
 
 def get_db() -> sqlite_utils.Database:
-    """The database of the current app context, opened on first use."""
+    """The database of the current app context, opened on first use.
+
+    Its after-commit hooks are the app's (the search index registers one).
+    """
     if "db" not in g:
         g.db = open_db(database_path(current_app.config["DATA_DIR"]))
+        g.db.kb_after_commit = current_app.extensions.get("kb.after_commit", [])
     return g.db
+
+
+def mark_changed(db, case_id: int) -> None:
+    """Note that a case changed in the current transaction; the after-commit hooks get
+    the ids once the outermost transaction has committed (and never if it rolls back)."""
+    db.__dict__.setdefault("kb_changed", set()).add(case_id)
+
+
+def _after_commit(db) -> None:
+    changed = db.__dict__.pop("kb_changed", set())
+    if changed:
+        for hook in getattr(db, "kb_after_commit", ()):
+            hook(db, changed)
 
 
 def close_db(exc=None) -> None:
@@ -63,8 +80,10 @@ def transaction(db: sqlite_utils.Database):
         yield db
     except BaseException:
         db.rollback()
+        db.__dict__.pop("kb_changed", None)
         raise
     db.conn.execute("COMMIT")
+    _after_commit(db)
 
 
 def init_app(app) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kb import audit
 from kb.cases import INCIDENT_TYPES, infer_task
-from kb.db import transaction, utcnow
+from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Invalid
 
 DATE_PATTERN = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
@@ -155,6 +155,7 @@ def _upsert_external(db, row: dict, countermeasures: list[str]) -> tuple[str, in
         case_id = db["cases"].insert(dict(row, created_at=now, updated_at=now,
                                           published_at=now)).last_pk
         _sync_countermeasures(db, case_id, countermeasures, now)
+        mark_changed(db, case_id)
         return "new", case_id
     case = existing[0]
     case_id = case["case_id"]
@@ -163,8 +164,9 @@ def _upsert_external(db, row: dict, countermeasures: list[str]) -> tuple[str, in
     if all(case[column] == row[column] for column in COMPARED_COLUMNS) \
             and stored_texts == countermeasures:
         return "unchanged", case_id
-    db["cases"].update(case_id, dict(row, updated_at=now))
+    db["cases"].update(case_id, dict(row, updated_at=now, version=case["version"] + 1))
     _sync_countermeasures(db, case_id, countermeasures, now)
+    mark_changed(db, case_id)
     return "updated", case_id
 
 

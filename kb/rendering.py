@@ -61,7 +61,7 @@ LABELS = {
 
 def label(value, vocabulary: str) -> str:
     """The Japanese label of a vocabulary value (the value itself if unknown)."""
-    return LABELS[vocabulary].get(value, value or "")
+    return LABELS.get(vocabulary, {}).get(value, value or "")
 
 
 def init_app(app) -> None:

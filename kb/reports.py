@@ -14,7 +14,7 @@ from datetime import date
 
 from kb import audit, checklist, pii
 from kb.cases import INCIDENT_TYPES, KINDS, TASKS
-from kb.db import transaction, utcnow
+from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import require_role
 from kb.statutory import DISCLOSURE_LABELS
@@ -411,6 +411,7 @@ def save_report(db, actor, report: dict, *, case_id: int | None = None) -> int:
                                          "version": case["version"] + 1})
             action = "report_update"
         write_links(db, case_id, countermeasures, codes, now)
+        mark_changed(db, case_id)
         audit.record(db, actor, action, case_id=case_id, anonymous=bool(values["anonymous"]),
                      detail={"kind": report["kind"]})
     return case_id

@@ -4,7 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import redirect, request, url_for
+from flask import jsonify, redirect, request, url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
@@ -73,6 +73,8 @@ def is_safe_next(target: str | None) -> bool:
 def _require_login():
     if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
         return None
+    if request.path.startswith("/api/"):
+        return jsonify({"error": "ログインしてください。"}), 401
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 

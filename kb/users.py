@@ -57,6 +57,8 @@ class User:
 
 
 SYSTEM = User(None, "cli", "コマンドライン", None, "", frozenset({"admin"}))
+# Reads as any member of staff: published cases only (search from the command line).
+READER = User(None, "cli", "コマンドライン", None, "", frozenset({"staff"}))
 
 
 # --- departments ---------------------------------------------------------------

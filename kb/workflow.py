@@ -8,7 +8,7 @@ function which buttons to show.
 from datetime import date
 
 from kb import audit, reports, statutory
-from kb.db import transaction, utcnow
+from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound, PersonalDataFound
 
 ACTIONS = ("edit", "submit", "approve", "return", "publish", "comment", "review_pii",
@@ -65,6 +65,7 @@ def _transition(db, actor, case: dict, status: str, action: str, *, comment: str
         changes[stamp] = now
     with transaction(db):
         db["cases"].update(case["case_id"], changes)
+        mark_changed(db, case["case_id"])
         if comment:
             db["comments"].insert(_comment_row(case["case_id"], actor, comment, action, now))
         anonymous = bool(case["anonymous"]) and case["reporter_id"] == actor.user_id
@@ -135,6 +136,7 @@ def mask_finding(db, actor, case_id: int, field: str, start: int, end: int) -> b
                                      "whys": values["whys"], "data_items": values["data_items"],
                                      "updated_at": now, "version": case["version"] + 1})
         reports.write_links(db, case_id, countermeasures, codes, now)
+        mark_changed(db, case_id)
         audit.record(db, actor, "pii_mask", case_id=case_id, detail={"field": field})
     return True
 
@@ -195,6 +197,7 @@ def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
     with transaction(db):
         db["cases"].update(case_id, {**values, "updated_at": utcnow(),
                                      "version": case["version"] + 1})
+        mark_changed(db, case_id)
         audit.record(db, actor, "statutory_update", case_id=case_id,
                      detail={k: v for k, v in values.items() if k != "disclosure_reason"})
 

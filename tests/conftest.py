@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from kb import create_app, users
+from kb import create_app, search, users
 from kb.db import DATABASE_FILE, database_path, get_db
 
 PASSWORD = "correct-horse-battery"
@@ -31,7 +31,10 @@ def seeded_db_file(tmp_path_factory):
 
 @pytest.fixture
 def data_dir(tmp_path, seeded_db_file):
+    """A data folder with the seeded database and its search index."""
     shutil.copy(seeded_db_file, tmp_path / DATABASE_FILE)
+    index = search.index_path(seeded_db_file.parent)
+    shutil.copytree(index, search.index_path(tmp_path))
     return tmp_path
 
 

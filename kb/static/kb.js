@@ -26,3 +26,56 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+
+// While a report is being written, show similar past cases beside the form.
+document.addEventListener("DOMContentLoaded", function () {
+  var panel = document.querySelector("[data-similar-url]");
+  if (!panel) { return; }
+  var source = document.getElementById(panel.dataset.similarSource);
+  var list = panel.querySelector("[data-similar-list]");
+  var empty = panel.querySelector("[data-similar-empty]");
+  var title = document.getElementById("title");
+  var timer = null;
+  var last = "";
+
+  function render(hits) {
+    list.textContent = "";
+    hits.forEach(function (hit) {
+      var item = document.createElement("li");
+      var link = document.createElement("a");
+      link.href = hit.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.textContent = hit.title;
+      item.appendChild(link);
+      hit.countermeasures.forEach(function (text) {
+        var line = document.createElement("small");
+        line.textContent = "対策：" + text;
+        item.appendChild(document.createElement("br"));
+        item.appendChild(line);
+      });
+      list.appendChild(item);
+    });
+    empty.hidden = hits.length > 0;
+  }
+
+  function lookup() {
+    var text = ((title && title.value) || "") + "\n" + source.value;
+    if (text.trim().length < 8 || text === last) { return; }
+    last = text;
+    fetch(panel.dataset.similarUrl + "?text=" + encodeURIComponent(text.slice(0, 2000)),
+          {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (response) { return response.ok ? response.json() : {hits: []}; })
+      .then(function (data) { render(data.hits); })
+      .catch(function () { /* the panel is a help, never an obstacle */ });
+  }
+
+  [source, title].forEach(function (field) {
+    if (!field) { return; }
+    field.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(lookup, 600);
+    });
+  });
+  lookup();
+});

@@ -4,7 +4,7 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 
 from kb import exceptions
-from kb.views import admin, auth, cases, checklist, home, reports
+from kb.views import admin, api, auth, cases, checklist, home, reports
 
 # The main navigation, in the order the design names it. An entry whose endpoint is
 # None belongs to a later release and is shown as not yet available.
@@ -39,7 +39,7 @@ def render_error(status: int):
 
 
 def init_app(app) -> None:
-    for module in (auth, home, cases, checklist, reports, admin):
+    for module in (auth, home, cases, checklist, reports, admin, api):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION
