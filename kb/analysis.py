@@ -95,11 +95,21 @@ for _variant, _canonical in FOLDS:
     _FOLDS_BY_FIRST.setdefault(_variant[0], []).append((_variant, _canonical))
 
 
+_NFKC: dict[str, str] = {}
+
+
+def _nfkc(char: str) -> str:
+    normal = _NFKC.get(char)
+    if normal is None:
+        normal = _NFKC[char] = unicodedata.normalize("NFKC", char).lower()
+    return normal
+
+
 def normalize(text: str) -> list[tuple[str, int, int]]:
     """The folded text as (character, original start, original end) triples."""
     chars: list[tuple[str, int, int]] = []
     for index, char in enumerate(text):
-        normal = unicodedata.normalize("NFKC", char).lower()
+        normal = _nfkc(char)
         if not normal:
             continue
         if normal in ("\u3099", "\u309a", " \u3099", " \u309a") and chars:

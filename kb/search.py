@@ -8,97 +8,43 @@ starts. Which of the hits a user may read is decided by the database, not the in
 """
 
 import logging
-import math
 import shutil
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from markupsafe import Markup, escape
 from whoosh import index as whoosh_index
-from whoosh import query as Q
-from whoosh import sorting
-from whoosh.collectors import TimeLimit, TimeLimitCollector
-from whoosh.fields import ID, KEYWORD, STORED, TEXT, Schema
+import numpy as np
+from whoosh import formats
+from whoosh.fields import ID, KEYWORD, STORED, FieldType, Schema
 
-from kb import analysis, cases
+from kb import analysis, cases, ranking, users
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_FOLDER = f"index-v{SCHEMA_VERSION}.{analysis.ANALYSIS_VERSION}"
 WRITER_TIMEOUT = 10.0
-MAX_QUERY_LENGTH = 100
-TIME_LIMIT = 0.45  # seconds a query may spend collecting before partial results are shown
+TIME_LIMIT = 0.45  # seconds a query may run before the segments searched so far are shown
 CACHE_SIZE = 256
 
-# Text fields and their weights: a word in the title counts most.
-TEXT_FIELDS = {"title": 3.0, "body": 1.0, "measures": 0.8, "meta": 0.6}
-# How much a query word found in a field counts (times the word's IDF).
-MATCH_FIELD_WEIGHTS = {"title": 1.5, "body": 1.0, "measures": 1.0, "meta": 0.7}
-# A case holding every (non-generic) query word gets this share of their weights again.
-ALL_SEGMENTS_BOOST = 0.5
-TYPE_HINT_BOOST = 1.5
-BACKOFF = 0.5  # share of a compound's weight when only its head or tail is found
-TIE_BREAK = 0.01  # BM25, only to order cases that match the same words
-PARTIAL_BIGRAM_BOOST = 0.15
-# Words every case of this knowledge base is about: they say little about which case is
-# wanted, so they count for less and are not needed for the all-words bonus.
-GENERIC_WORDS = {"漏えい", "個人情報", "情報", "事故", "事案", "事例", "再発防止", "対策", "流出",
-                 "ヒヤリハット", "ヒヤリ", "職員", "市", "区"}
-GENERIC_BOOST = 0.25
 FACETS = ("kind", "origin", "task", "incident_type", "department", "municipality", "year",
           "items", "rule_status")
 
-# A query word that names a kind of incident lifts cases of that type even when their
-# text says it another way (「BCC」 finds 宛先欄に入力 cases filed as email_missend).
-# Keys are folded the way queries are (kb.analysis), values are incident types.
-TYPE_HINTS = {
-    "fax": ("fax_missend",), "誤送信": ("email_missend", "fax_missend"),
-    "メール": ("email_missend",), "bcc": ("email_missend",), "cc": ("email_missend",),
-    "一斉送信": ("email_missend",), "添付": ("email_missend",), "添付ファイル": ("email_missend",),
-    "郵送": ("postal_misdelivery",), "誤送付": ("postal_misdelivery",),
-    "誤封入": ("postal_misdelivery",), "封入": ("postal_misdelivery",),
-    "誤配達": ("postal_misdelivery",), "発送": ("postal_misdelivery",),
-    "宛名": ("postal_misdelivery",), "通知書": ("postal_misdelivery",),
-    "誤交付": ("counter_misissue",), "交付": ("counter_misissue",), "窓口": ("counter_misissue",),
-    "証明書": ("counter_misissue",),
-    "紛失": ("document_loss", "media_loss"), "置き忘れ": ("document_loss", "media_loss"),
-    "盗難": ("document_loss", "media_loss"), "usb": ("media_loss",),
-    "ホームページ": ("web_mispublish",), "誤掲載": ("web_mispublish",), "掲載": ("web_mispublish",),
-    "委託": ("contractor",), "委託先": ("contractor",), "指定管理者": ("contractor",),
-    "不正アクセス": ("cyber_attack",), "サイバー攻撃": ("cyber_attack",),
-    "ウイルス": ("cyber_attack",), "マルウェア": ("cyber_attack",),
-    "ランサムウェア": ("cyber_attack",), "廃棄": ("improper_disposal",),
-    "シュレッダ": ("improper_disposal",), "溶解": ("improper_disposal",),
-    "目的外": ("staff_misconduct",), "目的外利用": ("staff_misconduct",),
-    "目的外閲覧": ("staff_misconduct",), "懲戒": ("staff_misconduct",),
-    "懲戒処分": ("staff_misconduct",), "不正閲覧": ("staff_misconduct",),
-    "電話": ("oral_disclosure",), "口頭": ("oral_disclosure",), "なりすまし": ("oral_disclosure",),
-    "設定": ("system_misconfig",), "設定ミス": ("system_misconfig",),
-}
-
-
-def _segment_word(tokens: list[str]) -> str:
-    """The folded text of a segment, from its overlapping bigrams."""
-    return tokens[0] + "".join(token[-1] for token in tokens[1:]) if tokens else ""
-
-
-_TYPE_HINTS = {_segment_word([t for t, _, _ in analysis.tokens(word)]): types
-               for word, types in TYPE_HINTS.items()}
-
 
 def build_schema() -> Schema:
-    text = analysis.JapaneseAnalyzer()
+    # Text fields record only which documents hold a bigram: ranking (kb/ranking.py) needs
+    # presence and document frequencies, not positions or BM25 statistics, and indexing
+    # without them is faster.
+    def text():
+        return FieldType(formats.Existence(), analysis.JapaneseAnalyzer(), scorable=False)
+
     return Schema(
         case_id=ID(stored=True, unique=True),
         stamp=STORED,
-        title=TEXT(analyzer=text, phrase=True, field_boost=TEXT_FIELDS["title"]),
-        body=TEXT(analyzer=text, phrase=True, field_boost=TEXT_FIELDS["body"]),
-        measures=TEXT(analyzer=text, phrase=True, field_boost=TEXT_FIELDS["measures"]),
-        meta=TEXT(analyzer=text, phrase=True, field_boost=TEXT_FIELDS["meta"]),
+        title=text(), body=text(), measures=text(), meta=text(),
         kind=ID(sortable=True), origin=ID(sortable=True), status=ID,
         task=ID(sortable=True), incident_type=ID(sortable=True),
         rule_status=ID(sortable=True), department=ID(sortable=True),
@@ -247,167 +193,155 @@ def is_current(data_dir) -> bool:
     return whoosh_index.exists_in(index_path(data_dir))
 
 
-# --- querying ---------------------------------------------------------------------------
+# --- querying ----------------------------------------------------------------------------
+# Ranking (kb/ranking.py) works on numpy arrays, one value per document of a segment. The
+# arrays of a segment never change (Whoosh writes new segments; deletions are a separate
+# set), so they are cached per segment id and shared by all searches until a merge.
 
-@dataclass
-class ParsedQuery:
-    query: object | None
-    terms: frozenset = frozenset()
-    notices: list[str] = field(default_factory=list)
-    segments: list[list[str]] = field(default_factory=list)
-
-
-OPERATORS = {"AND", "OR", "NOT", "&&", "||"}
-SYNTAX = str.maketrans({c: " " for c in "()[]{}:^~*?\\/+!"})
+SINGLE_VALUED = ("kind", "origin", "task", "incident_type", "department", "municipality",
+                 "year", "rule_status")
+MASK_CACHE_BYTES = 64 * 2**20  # term masks kept per segment, at most
 
 
-def parse_query(text: str, searcher=None) -> ParsedQuery:
-    """Our own parser: "quoted phrases" (when the quotes balance), -exclusions, and plain
-    words cut at spaces and script changes. Whoosh syntax typed by accident is plain text.
+class _SegmentData:
+    """What a segment's searches reuse: facet columns as codes, dates, term masks."""
 
-    Scoring: each query word found in a case adds its weight (rarer words weigh more,
-    words every case is about weigh little), once, whichever field it is in (the title
-    counts most). A case with every word gets a bonus; a word naming an incident type
-    lifts cases of that type; BM25 breaks ties. ``searcher`` supplies the word weights.
-    """
-    notices = []
-    text = (text or "").strip()
-    if len(text) > MAX_QUERY_LENGTH:
-        text = text[:MAX_QUERY_LENGTH]
-        notices.append(f"検索語が長すぎるため、先頭の{MAX_QUERY_LENGTH}文字で検索しました。")
-    phrases, excluded = [], []
-    if text.count('"') % 2 == 0 and '"' in text:
-        parts = text.split('"')
-        phrases = [p for p in parts[1::2] if p.strip()]
-        text = " ".join(parts[0::2])
-    text = text.replace('"', " ")
-    words = []
-    for word in text.split():
-        if word in OPERATORS:
-            continue
-        if word.startswith("-") and len(word) > 1:
-            excluded.append(word[1:])
+    def __init__(self, reader):
+        self.n = reader.doc_count_all()
+        self.codes, self.values = {}, {}
+        for name in SINGLE_VALUED:
+            column = reader.column_reader(name)
+            values, index = [], {}
+            codes = np.empty(self.n, dtype=np.int32)
+            for docnum in range(self.n):
+                value = column[docnum] or ""
+                if value not in index:
+                    index[value] = len(values)
+                    values.append(value)
+                codes[docnum] = index[value]
+            self.codes[name], self.values[name] = codes, values
+        dates = reader.column_reader("date")
+        self.dates = np.array([int((dates[d] or "0").replace("-", "").ljust(8, "0")[:8])
+                               for d in range(self.n)], dtype=np.int64)
+        self.masks: OrderedDict = OrderedDict()
+        self.max_masks = max(64, MASK_CACHE_BYTES // max(self.n, 1))
+        self.lock = threading.Lock()
+
+    def code_mask(self, name: str, value: str) -> np.ndarray:
+        values = self.values[name]
+        if value not in values:
+            return np.zeros(self.n, dtype=bool)
+        return self.codes[name] == values.index(value)
+
+
+_segments: dict[str, _SegmentData] = {}
+_segments_lock = threading.Lock()
+
+
+def _segment_data(reader) -> _SegmentData:
+    key = reader.segment().segment_id()
+    with _segments_lock:
+        data = _segments.get(key)
+    if data is None:
+        data = _SegmentData(reader)
+        with _segments_lock:
+            _segments[key] = data
+    return data
+
+
+class _View:
+    """Boolean masks over one segment, from Whoosh postings, for kb.ranking."""
+
+    def __init__(self, reader, offset: int, searcher):
+        self.reader, self.offset, self.searcher = reader, offset, searcher
+        self.data = _segment_data(reader)
+        self.n = self.data.n
+
+    def _ids_mask(self, ids) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        ids = np.fromiter(ids, dtype=np.int64)
+        if ids.size:
+            mask[ids] = True
+        return mask
+
+    def term(self, name: str, token: str) -> np.ndarray:
+        data = self.data
+        key = (name, token)
+        with data.lock:
+            mask = data.masks.get(key)
+            if mask is not None:
+                data.masks.move_to_end(key)
+                return mask
+        if ranking.is_prefix([token]):
+            mask = np.zeros(self.n, dtype=bool)
+            for term in self.reader.expand_prefix(name, token):
+                text = term.decode("utf-8") if isinstance(term, bytes) else term
+                mask |= self._postings(name, text)
         else:
-            words.append(word)
-    runs = analysis.query_runs(" ".join(words).translate(SYNTAX))
+            mask = self._postings(name, token)
+        with data.lock:
+            data.masks[key] = mask
+            while len(data.masks) > data.max_masks:
+                data.masks.popitem(last=False)
+        return mask
 
-    core, weak, ties, names = [], [], [], []
-    total_weight = 0.0
-    for whole, parts in runs:
-        names.append(_segment_word(whole))
-        for part in parts:
-            word = _segment_word(part)
-            names.append(word)
-            weight = _weight(searcher, part) * (GENERIC_BOOST if word in GENERIC_WORDS else 1.0)
-            clause = _segment_match(searcher, part, weight)
-            (weak if word in GENERIC_WORDS else core).append(clause)
-            if word not in GENERIC_WORDS:
-                total_weight += weight
-            ties.append(_segment_query(part))
-        if len(parts) > 1:
-            ties.append(_phrase_query(whole))
-    required = [_phrase_query(tokens) for phrase in phrases
-                for tokens in [_flatten(phrase)] if tokens]
-    clauses = core + weak
-    if not clauses and not required:
-        return ParsedQuery(None, notices=notices)
-    if len(core) > 1:
-        clauses.append(Q.ConstantScoreQuery(Q.And(core), score=ALL_SEGMENTS_BOOST * total_weight))
-    clauses += [Q.ConstantScoreQuery(Q.Term("incident_type", t), score=TYPE_HINT_BOOST)
-                for t in _hinted_types(names)]
-    # BM25 only orders what the words above matched; it never adds a match of its own.
-    scored = Q.AndMaybe(Q.Or(clauses), Q.Or(ties + required, boost=TIE_BREAK))
-    query = Q.And([scored] + required) if required else scored
-    exclusions = [_phrase_query(tokens) for word in excluded
-                  for tokens in [_flatten(word)] if tokens]
-    if exclusions:
-        query = Q.AndNot(query, Q.Or(exclusions))
-    terms = frozenset(token for whole, parts in runs for token in whole
-                      + [t for part in parts for t in part])
-    terms |= frozenset(token for phrase in phrases for token in _flatten(phrase))
-    return ParsedQuery(query, terms, notices, [whole for whole, _ in runs])
+    def _postings(self, name: str, token: str) -> np.ndarray:
+        try:
+            return self._ids_mask(self.reader.postings(name, token).all_ids())
+        except Exception:  # TermNotFound: no document of this segment holds it
+            return np.zeros(self.n, dtype=bool)
 
+    def word(self, name: str, tokens: list[str]) -> np.ndarray:
+        mask = self.term(name, tokens[0])
+        for token in tokens[1:]:
+            mask = mask & self.term(name, token)
+        return mask
 
-def _weight(searcher, tokens: list[str]) -> float:
-    """An IDF for a query word: from the rarest of its bigrams (an upper bound on how
-    many cases hold the whole word)."""
-    if searcher is None:
-        return 1.0
-    total = max(searcher.doc_count(), 1)
-    if len(tokens) == 1 and len(tokens[0]) == 1 and analysis._is_cjk(tokens[0]):
-        frequency = total / 2  # a one-character word matches a great many cases
-    else:
-        frequency = min(max(searcher.doc_frequency(name, token) for name in TEXT_FIELDS)
-                        for token in tokens)
-    return math.log(1 + total / max(frequency, 1))
+    def type_mask(self, incident_type: str) -> np.ndarray:
+        return self.data.code_mask("incident_type", incident_type)
 
+    def phrase(self, tokens: list[str]) -> np.ndarray:
+        """Documents with every bigram of a quoted phrase in one field (the index keeps no
+        positions, so the order of the bigrams is not checked)."""
+        mask = np.zeros(self.n, dtype=bool)
+        for name in ranking.FIELD_WEIGHTS:
+            mask |= self.word(name, tokens)
+        return mask
 
-def _field_query(name: str, tokens: list[str]):
-    if len(tokens) == 1 and len(tokens[0]) == 1 and analysis._is_cjk(tokens[0]):
-        return Q.Prefix(name, tokens[0])
-    if len(tokens) == 1:
-        return Q.Term(name, tokens[0])
-    return Q.Phrase(name, tokens)
+    def allowed(self, user, filters: dict) -> np.ndarray:
+        """Live documents that the index says ``user`` may read, under ``filters``."""
+        mask = np.ones(self.n, dtype=bool)
+        if self.reader.has_deletions():
+            mask[np.fromiter(self.reader.segment().deleted_docs(), dtype=np.int64)] = False
+        visible = self.term("status", "published")
+        if user is not None:
+            if user.user_id is not None:
+                visible = visible | self.term("reporter", str(user.user_id))
+            if user.has_role("reviewer"):
+                visible = visible | self.term("status", "submitted") | self.term("status", "approved")
+            elif user.has_role("manager"):
+                visible = visible | (self.term("department_id", str(user.department_id)) & (
+                    self.term("status", "submitted") | self.term("status", "approved")))
+        mask &= visible
+        for name, value in filters.items():
+            mask &= (self.term("items", value) if name == "items"
+                     else self.data.code_mask(name, value))
+        return mask
 
-
-def _segment_match(searcher, tokens: list[str], weight: float):
-    """The word's weight, times the weight of the best field it is found in. A kana/kanji
-    compound of three or more characters also counts, for half, where only its first or
-    last two characters are found (委託先 → 委託, 誤送付 → 送付): compounds are written
-    with other heads and tails (委託業者, 誤って送付)."""
-    options = [(Q.Or([_field_query(name, tokens)]), name, weight) for name in MATCH_FIELD_WEIGHTS]
-    compound = all(len(t) == 2 and analysis._is_cjk(t[0]) and analysis._is_cjk(t[1])
-                   for t in tokens)
-    if compound and len(tokens) == 2:
-        for piece in ([tokens[0]], [tokens[-1]]):
-            share = min(weight, _weight(searcher, piece)) * BACKOFF
-            options += [(_field_query(name, piece), name, share) for name in MATCH_FIELD_WEIGHTS]
-    elif compound and len(tokens) == 3:
-        # Four characters are mostly two words (古紙回収 = 古紙 + 回収): both, anywhere.
-        halves = ([tokens[0]], [tokens[2]])
-        share = weight * BACKOFF
-        options += [(Q.And([_field_query(name, half) for half in halves]), name, share)
-                    for name in MATCH_FIELD_WEIGHTS]
-    return Q.DisjunctionMax([Q.ConstantScoreQuery(query, score=share * MATCH_FIELD_WEIGHTS[name])
-                             for query, name, share in options])
-
-
-def _flatten(phrase: str) -> list[str]:
-    return [token for token, _, _ in analysis.tokens(phrase)]
-
-
-def _segment_query(tokens: list[str]):
-    """BM25 on one query word in every text field, used to break ties: the word as a
-    phrase, plus a little credit for partial matches."""
-    per_field = []
-    for name in TEXT_FIELDS:
-        per_field.append(_field_query(name, tokens))
-        if len(tokens) >= 3:
-            per_field.append(Q.Or([Q.Term(name, t) for t in tokens], boost=PARTIAL_BIGRAM_BOOST))
-    return Q.Or(per_field)
-
-
-def _phrase_query(tokens: list[str]):
-    return Q.Or([_field_query(name, tokens) for name in TEXT_FIELDS])
-
-
-def _hinted_types(words) -> list[str]:
-    types = set()
-    for word in words:
-        types.update(_TYPE_HINTS.get(word, ()))
-    return sorted(types)
-
-
-def visibility_filter(user):
-    """The index's view of what ``user`` may read (the database has the last word)."""
-    allowed = [Q.Term("status", "published"), Q.Term("reporter", str(user.user_id))]
-    if user.has_role("reviewer"):
-        allowed += [Q.Term("status", "submitted"), Q.Term("status", "approved")]
-    elif user.has_role("manager"):
-        allowed.append(Q.And([Q.Term("department_id", str(user.department_id)),
-                              Q.Or([Q.Term("status", "submitted"),
-                                    Q.Term("status", "approved")])]))
-    return Q.Or(allowed)
+    def facet_counts(self, matched: np.ndarray) -> dict[str, dict[str, int]]:
+        counts = {}
+        for name in SINGLE_VALUED:
+            tally = np.bincount(self.data.codes[name][matched], minlength=len(self.data.values[name]))
+            counts[name] = {value: int(count) for value, count
+                            in zip(self.data.values[name], tally) if count and value}
+        items = {}
+        for term in self.reader.lexicon("items"):
+            code = term.decode("utf-8") if isinstance(term, bytes) else term
+            count = int(np.count_nonzero(self.term("items", code) & matched))
+            if count:
+                items[code] = count
+        counts["items"] = items
+        return counts
 
 
 @dataclass
@@ -432,17 +366,28 @@ def _visibility_key(user) -> tuple:
     return ("staff", user.user_id)
 
 
+def _idf(searcher):
+    total = max(searcher.doc_count(), 1)
+
+    def weight(tokens):
+        if ranking.is_prefix(tokens):
+            return ranking.idf(total, total // 2)  # a one-character word matches very many
+        return ranking.idf(total, min(max(searcher.doc_frequency(name, token)
+                                          for name in ranking.FIELD_WEIGHTS) for token in tokens))
+    return weight
+
+
 def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: str = "relevance",
                  page: int = 1, page_size: int = 20, time_limit: float = TIME_LIMIT) -> SearchResult:
     """One page of the cases matching ``text`` that ``user`` may read, with facet counts.
 
-    ``filters`` maps facet names to a value. ``sort`` is "relevance" or "date". When the
-    time limit is reached the hits found so far are returned with ``partial`` set.
+    ``filters`` maps facet names to a value. ``sort`` is "relevance" or "date" (an empty
+    query lists by date). When the time limit is reached the segments searched so far
+    give the results, flagged ``partial``. The database has the last word on what the
+    user may read: hits it refuses are dropped.
     """
-    parsed = parse_query(text)  # for the notices and the terms to highlight
     filters = {k: v for k, v in (filters or {}).items() if k in FACETS and v}
-    generation = ix.latest_generation()
-    key = (generation, text, tuple(sorted(filters.items())), sort, page, page_size,
+    key = (ix.latest_generation(), text, tuple(sorted(filters.items())), sort, page, page_size,
            _visibility_key(user))
     with _cache_lock:
         cached = _cache.get(key)
@@ -455,113 +400,77 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
                 _cache[key] = cached
                 while len(_cache) > CACHE_SIZE:
                     _cache.popitem(last=False)
-    total, ranked, facets, partial = cached
+    total, ranked, facets, partial, terms, notices = cached
     rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
     hits = []
     for case_id, score in ranked:
         if case_id in rows:
             row = rows[case_id]
             row["score"] = score
-            row["snippet"] = snippet(row.get("summary") or "", parsed.terms)
+            row["snippet"] = ranking.snippet(row.get("summary") or "", terms)
             hits.append(row)
-    notices = list(parsed.notices)
+    notices = list(notices)
     if partial:
         notices.append("検索に時間がかかったため、途中までの結果を表示しています。"
                        "言葉を増やすか、絞り込みを使ってください。")
-    return SearchResult(total, hits, facets, partial, notices, parsed.terms)
+    return SearchResult(total, hits, facets, partial, notices, terms)
 
 
-def _run(ix, text, user, filters, sort, page, page_size, time_limit):
-    conditions = [visibility_filter(user)]
-    for name, value in filters.items():
-        conditions.append(Q.Term(name, value))
-    restrict = Q.And(conditions)
-    groupedby = {name: sorting.FieldFacet(name, allow_overlap=(name == "items"),
-                                          maptype=sorting.Count) for name in FACETS}
-    sortedby = sorting.FieldFacet("date", reverse=True) if sort == "date" else None
+def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=None, plan=None):
+    started = time.perf_counter()
+    start = (max(page, 1) - 1) * page_size
+    want = start + page_size
     with ix.searcher() as searcher:
-        parsed = parse_query(text, searcher)
-        query = parsed.query if parsed.query is not None else Q.Every()
-        if parsed.query is None:
-            sortedby = sorting.FieldFacet("date", reverse=True)
-        # The restriction is part of the query, not a collector filter: Whoosh's time
-        # limit collector would skip a FilterCollector beneath it.
-        query = Q.And([query, Q.ConstantScoreQuery(restrict, score=0.0)])
-        collector = searcher.collector(limit=None, groupedby=groupedby, sortedby=sortedby)
-        limited = TimeLimitCollector(collector, timelimit=time_limit, use_alarm=False)
-        partial = False
-        try:
-            searcher.search_with_collector(query, limited)
-        except TimeLimit:
-            partial = True
-        results = limited.results()
-        total = results.scored_length()
-        start = (max(page, 1) - 1) * page_size
-        ranked = []
-        for hit in results[start:start + page_size]:
-            ranked.append((int(hit["case_id"]), round(hit.score or 0.0, 4)))
-        facets = {}
-        for name in FACETS:
-            try:
-                counts = results.groups(name)
-            except KeyError:
-                counts = {}
-            facets[name] = {value: count for value, count in counts.items() if value}
-    return total, ranked, facets, partial
+        plan = plan or ranking.plan_query(text, _idf(searcher))
+        by_date = sort == "date" or plan.empty
+        candidates, facets, total, partial = [], {}, 0, False
+        for reader, offset in searcher.reader().leaf_readers():
+            if time.perf_counter() - started > time_limit:
+                partial = True
+                break
+            view = _View(reader, offset, searcher)
+            allowed = view.allowed(user, filters)
+            if exclude is not None:
+                allowed &= ~view.term("case_id", str(exclude))
+            scores, matched = ranking.score_segment(plan, view, allowed)
+            total += int(np.count_nonzero(matched))
+            for name, counts in view.facet_counts(matched).items():
+                merged = facets.setdefault(name, {})
+                for value, count in counts.items():
+                    merged[value] = merged.get(value, 0) + count
+            for docnum in ranking.top(scores, view.data.dates, matched, want, by_date):
+                candidates.append((float(scores[docnum]), int(view.data.dates[docnum]),
+                                   reader, int(docnum)))
+        if by_date:
+            candidates.sort(key=lambda c: (-c[1], -c[0]))
+        else:
+            candidates.sort(key=lambda c: (-c[0], -c[1]))
+        ranked = [(int(reader.stored_fields(docnum)["case_id"]), round(score, 4))
+                  for score, _, reader, docnum in candidates[start:want]]
+    for name in FACETS:
+        facets.setdefault(name, {})
+    return total, ranked, facets, partial, plan.terms, plan.notices
 
 
 def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit: int = 5,
                   incident_type: str | None = None) -> list[dict]:
     """Published cases most like ``text`` (a case's title and summary, or a draft being
-    typed): its key terms, weighted, plus a lift for the same incident type."""
+    typed): its most distinctive bigrams, weighted, plus a lift for the same type."""
     if not text or not text.strip():
         return []
     with ix.searcher() as searcher:
-        keys = searcher.key_terms_from_text("body", text[:4000], numterms=24)
-        if not keys:
-            return []
-        clauses = [Q.Term(name, term, boost=weight * TEXT_FIELDS[name])
-                   for term, weight in keys for name in ("title", "body", "measures")]
-        if incident_type:
-            clauses.append(Q.Term("incident_type", incident_type, boost=1.0))
-        query = Q.Or(clauses)
-        restrict = Q.Term("status", "published")
-        if exclude is not None:
-            restrict = Q.AndNot(restrict, Q.Term("case_id", str(exclude)))
-        results = searcher.search(query, limit=limit, filter=restrict)
-        ranked = [(int(hit["case_id"]), hit.score) for hit in results]
+        keys = searcher.key_terms_from_text("body", text[:4000], numterms=24, normalize=True)
+    plan = ranking.Plan(
+        words=[ranking.Word([term], float(weight) * 4.0, False) for term, weight in keys],
+        hinted_types=[incident_type] if incident_type else [],
+        terms=frozenset(term for term, _ in keys))
+    if not plan.words:
+        return []
+    # Drawn from the published cases only, whoever asks.
+    _, ranked, _, _, _, _ = _run(ix, "", users.READER, {}, "relevance", 1, limit, TIME_LIMIT,
+                                 exclude=exclude, plan=plan)
     rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
     return [dict(rows[case_id], score=score) for case_id, score in ranked if case_id in rows]
-
-
-def snippet(text: str, terms, *, width: int = 110) -> Markup:
-    """A window of ``text`` around the first cluster of matched terms, with the matched
-    spans of the original spelling wrapped in <mark>; the rest is escaped."""
-    if not text:
-        return Markup("")
-    spans = []
-    for token, start, end in analysis.tokens(text):
-        if token in terms or (len(token) == 2 and any(len(t) == 1 and token.startswith(t)
-                                                      for t in terms)):
-            if spans and start <= spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
-            else:
-                spans.append((start, end))
-    begin = 0
-    if spans:
-        begin = max(0, spans[0][0] - width // 4)
-    end = min(len(text), begin + width)
-    parts, cursor = [], begin
-    for start, stop in spans:
-        if start < begin or start >= end:
-            continue
-        parts.append(escape(text[cursor:start]))
-        parts.append(Markup("<mark>") + escape(text[start:min(stop, end)]) + Markup("</mark>"))
-        cursor = min(stop, end)
-    parts.append(escape(text[cursor:end]))
-    prefix = "…" if begin > 0 else ""
-    suffix = "…" if end < len(text) else ""
-    return Markup(prefix) + Markup("").join(parts) + Markup(suffix)
 
 
 # --- wiring ---------------------------------------------------------------------------

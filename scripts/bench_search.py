@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Search speed and size on synthetic corpora of realistic Japanese cases.
+
+For each size (default 10,000 and 100,000 cases) it builds a throwaway data folder whose
+cases are recombined from the seed corpus (titles, summary sentences, causes and
+countermeasures of the 180 real cases, shuffled across municipalities, types and years),
+then prints:
+
+- full rebuild time and rate (``search.rebuild``, Whoosh's multi-process writer), index size;
+- query latency p50/p95/max inside ``kb.search.search_cases`` (dev queries, their variants,
+  single words, two-word queries, and filter-only browsing), and how many hit the time limit;
+- the same through HTTP (waitress on 127.0.0.1, a signed-in session), p50/p95/max;
+- the time to index one new case after its commit;
+- peak memory (max RSS) of this process.
+
+    .venv/bin/python scripts/bench_search.py [--sizes 10000,100000] [--queries 200]
+"""
+
+import argparse
+import json
+import random
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kb import create_app, search, users  # noqa: E402
+from kb.db import get_db, mark_changed, transaction, utcnow  # noqa: E402
+
+SEED = ROOT / "data" / "seed" / "external_cases.jsonl"
+PASSWORD = "bench-password-123"
+WORDS = ["FAX", "メール", "USB", "紛失", "誤送付", "窓口", "委託", "廃棄", "封入", "BCC",
+         "個人情報", "通知書", "名簿", "住所", "ホームページ", "不正アクセス", "電話", "研修"]
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def synthetic_rows(count, rng):
+    seed = [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line]
+    sentences = [s + "。" for case in seed for s in case["summary"].split("。") if s.strip()]
+    municipalities = sorted({case["municipality"] for case in seed})
+    now = utcnow()
+    for number in range(count):
+        base = rng.choice(seed)
+        year = rng.randint(2005, 2026)
+        day = f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        yield {
+            "kind": "incident", "origin": "external", "status": "published",
+            "external_id": f"bench-{number:06d}", "title": base["title"],
+            "occurred_on": day, "published_on": day,
+            "municipality": rng.choice(municipalities), "prefecture": base["prefecture"],
+            "department_name": base["department"], "task": None,
+            "incident_type": base["incident_type"], "channel": base["channel"],
+            "summary": "".join(rng.sample(sentences, rng.randint(2, 4))),
+            "affected_count": base["affected_count"],
+            "data_items": json.dumps(base["data_items"], ensure_ascii=False),
+            "causes": json.dumps(rng.choice(seed)["causes"], ensure_ascii=False),
+            "created_at": now, "updated_at": now, "published_at": now,
+        }, rng.choice(seed)["countermeasures"]
+
+
+def fill(db, count, rng):
+    from kb.cases import infer_task
+
+    started = time.perf_counter()
+    with transaction(db):
+        for row, measures in synthetic_rows(count, rng):
+            row["task"] = infer_task(row["incident_type"], row["channel"])
+            case_id = db["cases"].insert(row).last_pk
+            db["countermeasures"].insert_all(
+                {"case_id": case_id, "position": i, "text": text, "created_at": row["created_at"],
+                 "updated_at": row["created_at"]} for i, text in enumerate(measures))
+    return time.perf_counter() - started
+
+
+def queries(rng, n):
+    dev = [json.loads(line)["query"] for line in
+           (ROOT / "data" / "seed" / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    variants = ["ＦＡＸ 誤送信", "ファクス 誤送信", "ＵＳＢ 紛失", "ろうえい 研修", "個人情報"]
+    pool = dev + variants + WORDS + [f"{a} {b}" for a in WORDS for b in WORDS if a != b][:60]
+    return [rng.choice(pool) for _ in range(n)]
+
+
+def bench_core(app, user, texts):
+    timings, partial = [], 0
+    ix = search.get_index(app.config["DATA_DIR"])
+    with app.app_context():
+        db = get_db()
+        search.search_cases(ix, db, user, "FAX")  # warm the OS cache
+        for i, text in enumerate(texts):
+            filters = {"incident_type": "postal_misdelivery"} if i % 10 == 9 else None
+            started = time.perf_counter()
+            result = search.search_cases(ix, db, user, text if i % 10 != 9 else "", filters=filters,
+                                         page=1 + i % 3)
+            timings.append((time.perf_counter() - started) * 1000)
+            partial += result.partial
+            search._cache.clear()  # measure the search, not the cache
+    return timings, partial
+
+
+def bench_http(app, texts):
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.effective_port}"
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(base + "/login").read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    opener.open(base + "/login", urllib.parse.urlencode(
+        {"csrf_token": token, "login": "bench", "password": PASSWORD}).encode())
+    timings = []
+    for text in texts:
+        search._cache.clear()
+        started = time.perf_counter()
+        opener.open(base + "/cases?" + urllib.parse.urlencode({"q": text})).read()
+        timings.append((time.perf_counter() - started) * 1000)
+    server.close()
+    return timings
+
+
+def bench_update(app, user):
+    with app.app_context():
+        db = get_db()
+        now = utcnow()
+        started = None
+        with transaction(db):
+            case_id = db["cases"].insert({
+                "kind": "near_miss", "origin": "internal", "status": "draft", "title": "計測用",
+                "summary": "FAXの短縮ダイヤルを押し間違えそうになった。", "reporter_id": user.user_id,
+                "department_id": user.department_id, "created_at": now, "updated_at": now}).last_pk
+            mark_changed(db, case_id)
+            started = time.perf_counter()  # the after-commit hook indexes the case
+        return (time.perf_counter() - started) * 1000
+
+
+def run(size, n_queries, rng):
+    with tempfile.TemporaryDirectory() as data_dir:
+        app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "bench",
+                          "LOGIN_RATE_LIMIT": "1000 per minute"})
+        app.test_cli_runner().invoke(args=["init"])
+        with app.app_context():
+            db = get_db()
+            insert_seconds = fill(db, size - 180, rng)
+            department_id = users.get_department_by_code(db, "kumin-koseki")["department_id"]
+            user = users.create_user(db, users.SYSTEM, login="bench", display_name="計測",
+                                     department_id=department_id, roles=["staff"],
+                                     password=PASSWORD)
+            started = time.perf_counter()
+            count = search.rebuild(db, data_dir, procs=2)
+            build = time.perf_counter() - started
+        size_mb = sum(f.stat().st_size for f in search.index_path(data_dir).rglob("*")) / 2**20
+        texts = queries(rng, n_queries)
+        core, partial = bench_core(app, user, texts)
+        http = bench_http(app, texts[: max(20, n_queries // 2)])
+        update_ms = bench_update(app, user)
+    print(f"\n== {count:,} cases")
+    print(f"database fill         {insert_seconds:6.1f} s")
+    print(f"full rebuild          {build:6.1f} s  ({count / build:,.0f} cases/s, procs=2)")
+    print(f"index size            {size_mb:6.1f} MB")
+    print(f"search_cases          p50 {percentile(core, .5):6.1f} ms  p95 {percentile(core, .95):6.1f} ms"
+          f"  max {max(core):6.1f} ms  ({len(core)} queries, {partial} hit the time limit)")
+    print(f"GET /cases?q=…        p50 {percentile(http, .5):6.1f} ms  p95 {percentile(http, .95):6.1f} ms"
+          f"  max {max(http):6.1f} ms  ({len(http)} requests)")
+    print(f"index one new case    {update_ms:6.1f} ms (after commit)")
+    print(f"peak memory (RSS)     {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MB")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    rng = random.Random(20261126)
+    for size in (int(s) for s in args.sizes.split(",")):
+        run(size, args.queries, rng)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Search through the real index: indexing after commit, visibility, drift, the contracts."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from kb import ranking, search, users, workflow
+from kb.db import get_db, mark_changed, transaction
+from tests.conftest import login
+from tests.reporting import file_report, near_miss_form
+
+
+def ix_of(app):
+    return search.get_index(app.config["DATA_DIR"])
+
+
+def ids(result):
+    return [hit["case_id"] for hit in result.hits]
+
+
+def find(app, user, text, **kwargs):
+    with app.app_context():
+        return search.search_cases(ix_of(app), get_db(), user, text, **kwargs)
+
+
+@pytest.fixture
+def people(make_user):
+    return {
+        "reporter": make_user("reporter", "staff"),
+        "manager": make_user("manager", "manager"),
+        "reviewer": make_user("reviewer", "reviewer", department="soumu-gyousei-joho"),
+        "outsider": make_user("outsider", "staff", department="fukushi-kourei"),
+    }
+
+
+def filed_near_miss(client, app, people, **form):
+    login(client, "reporter")
+    return file_report(client, "near_miss", near_miss_form(**form))
+
+
+def test_a_saved_report_is_indexed_after_commit_and_found_by_its_reporter(client, app, people):
+    case_id = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒で申請書を返送しそうになった。")
+    assert ids(find(app, people["reporter"], "ゼブラ柄")) == [case_id]
+
+
+def test_unpublished_case_is_never_in_another_departments_results(client, app, people):
+    case_id = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒で申請書を返送しそうになった。")
+    with app.app_context():
+        workflow.submit_report(get_db(), people["reporter"], case_id)
+    assert ids(find(app, people["manager"], "ゼブラ柄")) == [case_id]
+    assert ids(find(app, people["reviewer"], "ゼブラ柄")) == [case_id]
+    assert ids(find(app, people["outsider"], "ゼブラ柄")) == []
+
+
+def test_the_database_decides_even_when_the_index_is_stale(client, app, people):
+    case_id = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒で申請書を返送しそうになった。")
+    with app.app_context():
+        db = get_db()
+        workflow.submit_report(db, people["reporter"], case_id)
+        workflow.approve_report(db, people["manager"], case_id)
+        workflow.publish_report(db, people["reviewer"], case_id)
+    assert ids(find(app, people["outsider"], "ゼブラ柄")) == [case_id]
+    with app.app_context():  # unpublished behind the index's back: no commit hook runs
+        get_db().execute("UPDATE cases SET status = 'approved' WHERE case_id = ?", [case_id])
+    assert ids(find(app, people["outsider"], "ゼブラ柄")) == []
+
+
+def test_withdrawn_cases_are_removed_from_the_index(app, people):
+    with app.app_context():
+        db = get_db()
+        case_id = db.execute("SELECT case_id FROM cases WHERE external_id = 'ext-0001'").fetchone()[0]
+        assert case_id in ids(search.search_cases(ix_of(app), db, people["outsider"], "アンケートメール"))
+        with transaction(db):
+            db.execute("UPDATE cases SET status = 'withdrawn' WHERE case_id = ?", [case_id])
+            mark_changed(db, case_id)
+        assert case_id not in ids(search.search_cases(ix_of(app), db, people["outsider"], "アンケートメール"))
+        assert search.check(ix_of(app), db) == {"missing": [], "stale": [], "orphaned": []}
+
+
+def test_rebuild_gives_the_same_index_as_incremental_updates(client, app, people, tmp_path):
+    filed_near_miss(client, app, people, summary="ゼブラ柄の封筒で申請書を返送しそうになった。")
+    file_report(client, "near_miss", near_miss_form(summary="FAXの短縮ダイヤルを押し間違えそうになった。"))
+    queries = ["FAX 誤送信", "USB 紛失", "ゼブラ柄", "メール 宛先 間違い"]
+    with app.app_context():
+        db = get_db()
+        incremental = {q: ids(search.search_cases(ix_of(app), db, people["reporter"], q)) for q in queries}
+        with ix_of(app).searcher() as s:
+            stored_before = sorted((f["case_id"], f["stamp"]) for f in s.all_stored_fields())
+        search.rebuild(db, app.config["DATA_DIR"])
+        rebuilt = {q: ids(search.search_cases(ix_of(app), db, people["reporter"], q)) for q in queries}
+        with ix_of(app).searcher() as s:
+            stored_after = sorted((f["case_id"], f["stamp"]) for f in s.all_stored_fields())
+    assert stored_after == stored_before
+    assert rebuilt == incremental
+
+
+def test_reindex_check_reports_and_heals_drift(app, people):
+    with app.app_context():
+        db = get_db()
+        first, second = [row[0] for row in db.execute("SELECT case_id FROM cases ORDER BY case_id LIMIT 2")]
+        search.unindex_case(ix_of(app), first)                       # missing
+        db.execute("UPDATE cases SET version = version + 1 WHERE case_id = ?", [second])  # stale
+        with ix_of(app).writer() as writer:                          # orphaned
+            writer.add_document(case_id="999999", stamp="x", title="幽霊", status="published")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["reindex", "--check"])
+    assert result.exit_code == 1
+    assert f"missing: 1 ({first})" in result.output
+    assert f"stale: 1 ({second})" in result.output
+    assert "orphaned: 1 (999999)" in result.output
+    again = runner.invoke(args=["reindex", "--check"])
+    assert again.exit_code == 0, again.output
+    assert "index matches the database" in again.output
+
+
+def test_reindex_rebuilds_from_the_database(app):
+    result = app.test_cli_runner().invoke(args=["reindex"])
+    assert result.exit_code == 0, result.output
+    assert "indexed 180 cases" in result.output
+
+
+def test_missing_or_old_index_is_rebuilt_when_the_app_starts(data_dir):
+    from tests.conftest import make_app
+    shutil.rmtree(search.index_path(data_dir))
+    (data_dir / "index-v0.0").mkdir()  # an index of an older schema
+    app = make_app(data_dir)
+    assert search.is_current(data_dir)
+    assert not (data_dir / "index-v0.0").exists()
+    with app.app_context():
+        assert search.check(search.get_index(data_dir), get_db()) == \
+            {"missing": [], "stale": [], "orphaned": []}
+
+
+@pytest.mark.parametrize("variants", [
+    ("ＦＡＸ 誤送信", "FAX 誤送信", "ファクス 誤送信", "ファックス 誤送信"),
+    ("ＵＳＢ 紛失", "USB 紛失"),
+    ("ろうえい 研修", "漏えい 研修", "漏洩 研修"),
+])
+def test_orthographic_variants_return_the_same_top_ten(app, people, variants):
+    results = [ids(find(app, people["outsider"], text, page_size=10)) for text in variants]
+    assert results[0]
+    assert all(result == results[0] for result in results)
+
+
+def test_a_type_word_lifts_cases_of_that_type(app, people):
+    result = find(app, people["outsider"], "BCC")
+    assert [hit["incident_type"] for hit in result.hits[:10]] == ["email_missend"] * 10
+
+
+@pytest.mark.parametrize("text", ['"FAX 誤送信', "(FAX", "FAX AND", "NOT", "*", "title:FAX",
+                                  ":::", '"""', "FAX) OR (USB", "~^!", "a" * 500])
+def test_query_syntax_typed_by_accident_never_raises(app, people, text):
+    result = find(app, people["outsider"], text)
+    assert result.total >= 0
+
+
+def test_quoted_phrase_and_exclusion(app, people):
+    everything = find(app, people["outsider"], "FAX")
+    without = find(app, people["outsider"], "FAX -医療機関")
+    assert 0 < without.total < everything.total
+    phrase = find(app, people["outsider"], '"宛先欄"', page_size=50)
+    loose = find(app, people["outsider"], "宛先 欄", page_size=50)
+    assert 1 <= phrase.total < loose.total
+
+
+def test_long_queries_are_cut_with_a_notice(app, people):
+    result = find(app, people["outsider"], "FAX " * 60)
+    assert any("先頭の100文字" in notice for notice in result.notices)
+
+
+def test_facets_count_the_matching_cases(app, people):
+    result = find(app, people["outsider"], "", filters={"incident_type": "fax_missend"}, page_size=50)
+    assert result.total == 13
+    assert result.facets["incident_type"] == {"fax_missend": 13}
+    assert sum(result.facets["origin"].values()) == 13
+    assert result.facets["task"] == {"fax": 13}
+
+
+def test_sort_by_date_puts_the_newest_first(app, people):
+    result = find(app, people["outsider"], "メール", sort="date", page_size=30)
+    dates = [h["occurred_on"] or h["discovered_on"] or h["published_on"] or "" for h in result.hits]
+    dated = [d for d in dates if d]
+    assert dated == sorted(dated, reverse=True)
+
+
+def test_snippets_mark_the_original_spelling_and_escape_the_rest():
+    terms = frozenset({"fax", "送信"})
+    html = str(ranking.snippet("<b>注意</b> ＦＡＸで送信した", terms))
+    assert "&lt;b&gt;注意&lt;/b&gt;" in html
+    assert "<mark>ＦＡＸ</mark>" in html and "<mark>送信</mark>" in html
+
+
+def test_search_page_shows_highlights_filters_and_counts(client, signed_in):
+    signed_in("staff")
+    html = client.get("/cases?q=ファクス&incident_type=fax_missend").get_data(as_text=True)
+    assert "13件の事例" in html
+    assert "<mark>FAX</mark>" in html or "<mark>ＦＡＸ</mark>" in html
+    assert 'class="chip"' in html and "種別：FAX誤送信" in html
+    assert 'href="/cases?q=%E3%83%95%E3%82%A1%E3%82%AF%E3%82%B9"' in html  # remove the filter
+
+
+def test_unknown_filter_values_are_ignored_with_a_notice(client, signed_in):
+    signed_in("staff")
+    html = client.get("/cases?q=FAX&task=teleport&year=20x5").get_data(as_text=True)
+    assert "「作業」の条件「teleport」は使えないため外しました。" in html
+    assert "「年」の条件「20x5」は使えないため外しました。" in html
+
+
+def test_empty_query_goes_to_the_task_page(client, signed_in):
+    signed_in("staff")
+    response = client.get("/cases?q=+")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_no_results_suggest_broader_words(client, signed_in):
+    signed_in("staff")
+    html = client.get("/cases?q=FAX ゾウガメ天体望遠鏡").get_data(as_text=True)
+    assert "言葉を減らすと見つかるかもしれません" in html or "件の事例" in html
+
+
+def test_search_json_contract_on_the_command_line(app):
+    result = app.test_cli_runner().invoke(args=["search", "USB 紛失", "--json", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"total", "hits"} and data["total"] >= 5
+    assert len(data["hits"]) == 5
+    assert set(data["hits"][0]) == {"case_id", "external_id", "title", "score"}
+    assert re.fullmatch(r"ext-\d{4}", data["hits"][0]["external_id"])
+
+
+def test_search_json_over_http_needs_login_and_matches_the_command(client, signed_in, app):
+    assert client.get("/api/search?q=USB").status_code == 401
+    signed_in("staff")
+    data = client.get("/api/search?q=USB 紛失&limit=5").get_json()
+    cli = json.loads(app.test_cli_runner().invoke(args=["search", "USB 紛失", "--json", "--limit", "5"]).output)
+    assert [h["case_id"] for h in data["hits"]] == [h["case_id"] for h in cli["hits"]]
+    assert data["total"] == cli["total"]
+
+
+def test_case_page_shows_similar_cases(client, signed_in, app):
+    signed_in("staff")
+    with app.app_context():
+        case_id = get_db().execute("SELECT case_id FROM cases WHERE external_id = 'ext-0009'").fetchone()[0]
+    html = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    similar = html.split("似ている事例", 1)[1].split("</section>", 1)[0]
+    assert similar.count("<li>") == 5
+    assert f'href="/cases/{case_id}"' not in similar
+
+
+def test_similar_json_for_the_filing_form(client, signed_in):
+    signed_in("staff")
+    data = client.get("/api/similar?text=FAXの番号を誤って別の事業所に送信した").get_json()
+    assert data["hits"]
+    assert any("FAX" in hit["title"] or "ファクス" in hit["title"] for hit in data["hits"][:3])
+    assert set(data["hits"][0]) >= {"case_id", "title", "url", "countermeasures"}
+
+
+def test_front_page_task_shows_its_checklist_items_and_cases(client, signed_in):
+    signed_in("staff")
+    html = client.get("/?task=fax").get_data(as_text=True)
+    assert html.count('class="item-code"') == 5
+    assert "この作業で起きた事例" in html and "FAX誤送信" in html
