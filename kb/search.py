@@ -213,16 +213,15 @@ class _SegmentData:
             column = reader.column_reader(name)
             values, index = [], {}
             codes = np.empty(self.n, dtype=np.int32)
-            for docnum in range(self.n):
-                value = column[docnum] or ""
+            for docnum, value in enumerate(column):
+                value = value or ""
                 if value not in index:
                     index[value] = len(values)
                     values.append(value)
                 codes[docnum] = index[value]
             self.codes[name], self.values[name] = codes, values
-        dates = reader.column_reader("date")
-        self.dates = np.array([int((dates[d] or "0").replace("-", "").ljust(8, "0")[:8])
-                               for d in range(self.n)], dtype=np.int64)
+        self.dates = np.array([int((value or "0").replace("-", "").ljust(8, "0")[:8])
+                               for value in reader.column_reader("date")], dtype=np.int64)
         self.masks: OrderedDict = OrderedDict()
         self.max_masks = max(64, MASK_CACHE_BYTES // max(self.n, 1))
         self.lock = threading.Lock()

@@ -42,7 +42,8 @@ def chromium():
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     """The real app behind waitress on a free loopback port, with `init --demo` run."""
-    app = make_app(tmp_path_factory.mktemp("browser"))
+    # The journeys sign in many times a minute; the rate limit has its own test.
+    app = make_app(tmp_path_factory.mktemp("browser"), LOGIN_RATE_LIMIT="1000 per minute")
     result = app.test_cli_runner().invoke(args=["init", "--demo"])
     assert result.exit_code == 0, result.output
     passwords = dict(re.findall(r"^  (demo-\S+)\s+(\S+)", result.output, re.MULTILINE))
@@ -212,3 +213,55 @@ def test_incident_is_returned_resubmitted_approved_and_published_with_a_masked_p
     assert page.get_by_text("回収した時刻も書いてください。").is_visible()
     assert page.get_by_text("＊＊＊", exact=False).first.is_visible()
     page.screenshot(path=ARTIFACTS / "published-incident.png", full_page=True)
+
+
+def test_staff_prepares_a_fax_from_the_front_page_and_follows_a_similar_case(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.get_by_role("link", name="FAX送信").click()
+    assert page.get_by_role("heading", name="「FAX送信」の前に確認すること").is_visible()
+    assert page.locator(".checklist-items .item-code").count() == 5
+    cases = page.locator(".case-list .case-card")
+    assert cases.count() > 0
+    page.screenshot(path=ARTIFACTS / "task-fax.png", full_page=True)
+    first_title = cases.first.locator("h3 a").inner_text()
+    cases.first.locator("h3 a").click()
+    assert page.get_by_role("heading", level=1).inner_text() == first_title
+    similar = page.locator(".similar-list a")
+    assert similar.count() == 5
+    other = similar.first.inner_text()
+    similar.first.click()
+    assert page.get_by_role("heading", level=1).inner_text() == other
+
+
+def test_search_with_filters_and_highlighting(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.get_by_label("事例を検索").fill("ファクス 送り先 間違い")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/cases\?q=.*"))
+    assert page.locator(".snippet mark").count() > 0
+    total = int(page.locator("#result-count").inner_text().split("件")[0].replace(",", ""))
+    page.locator(".facet").filter(has_text="種別").get_by_role("link", name="FAX誤送信").click()
+    page.wait_for_url(re.compile(r".*incident_type=fax_missend.*"))
+    narrowed = int(page.locator("#result-count").inner_text().split("件")[0].replace(",", ""))
+    assert 0 < narrowed <= total
+    assert page.get_by_role("link", name="種別：FAX誤送信").is_visible()
+    titles = page.locator(".case-card .card-title").all_inner_texts()
+    assert titles and all("FAX" in t or "ファクス" in t or "ＦＡＸ" in t or "送信" in t for t in titles[:3])
+    page.screenshot(path=ARTIFACTS / "search.png", full_page=True)
+    page.get_by_role("link", name="種別：FAX誤送信").click()  # remove the filter again
+    page.wait_for_url(re.compile(r"^(?!.*incident_type).*$"))
+    assert int(page.locator("#result-count").inner_text().split("件")[0].replace(",", "")) == total
+
+
+def test_similar_cases_appear_while_filing(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.goto(base + "/reports/new/near_miss")
+    page.get_by_label("何が起きそうになったか").fill("USBメモリを庁外に持ち出して紛失しそうになった。")
+    panel = page.locator(".similar-panel")
+    panel.locator(".similar-list li").first.wait_for()
+    assert panel.locator(".similar-list li").count() >= 3
+    assert "USB" in panel.inner_text()
+    page.screenshot(path=ARTIFACTS / "filing-similar.png", full_page=True)

@@ -262,3 +262,11 @@ def test_front_page_task_shows_its_checklist_items_and_cases(client, signed_in):
     html = client.get("/?task=fax").get_data(as_text=True)
     assert html.count('class="item-code"') == 5
     assert "この作業で起きた事例" in html and "FAX誤送信" in html
+
+
+def test_a_search_past_its_time_limit_is_flagged_partial_and_not_cached(app, people):
+    hurried = find(app, people["outsider"], "FAX 誤送信", time_limit=0.0)
+    assert hurried.partial
+    assert any("途中までの結果" in notice for notice in hurried.notices)
+    relaxed = find(app, people["outsider"], "FAX 誤送信")
+    assert not relaxed.partial and relaxed.total > hurried.total
