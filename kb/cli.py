@@ -3,6 +3,7 @@
 import json
 import secrets
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -110,6 +111,7 @@ def serve_command() -> None:
 
     config = current_app.config
     migrate(get_db())  # a database from an older release is brought up to date first
+    threading.Thread(target=search.warm, args=(config["DATA_DIR"],), daemon=True).start()
     click.echo(f"hiyari-kb: http://{config['HOST']}:{config['PORT']}/  (Ctrl+C to stop)")
     waitress.serve(current_app._get_current_object(), host=config["HOST"], port=config["PORT"],
                    threads=config["THREADS"], ident="hiyari-kb")

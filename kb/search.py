@@ -483,6 +483,14 @@ def _index_after_commit(app):
     return hook
 
 
+def warm(data_dir) -> None:
+    """Load every segment's columns now, so the first search after start is not the slow one."""
+    ix = get_index(data_dir)
+    with ix.searcher() as searcher:
+        for reader, _ in searcher.reader().leaf_readers():
+            _segment_data(reader)
+
+
 def ensure_index(app, db) -> bool:
     """Rebuild a missing or old-schema index from SQLite; True if it was rebuilt."""
     if is_current(app.config["DATA_DIR"]) or not db["cases"].exists():

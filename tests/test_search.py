@@ -270,3 +270,11 @@ def test_a_search_past_its_time_limit_is_flagged_partial_and_not_cached(app, peo
     assert any("途中までの結果" in notice for notice in hurried.notices)
     relaxed = find(app, people["outsider"], "FAX 誤送信")
     assert not relaxed.partial and relaxed.total > hurried.total
+
+
+def test_warming_loads_every_segment_before_the_first_search(app):
+    search._segments.clear()
+    search.warm(app.config["DATA_DIR"])
+    with ix_of(app).searcher() as searcher:
+        ids = {reader.segment().segment_id() for reader, _ in searcher.reader().leaf_readers()}
+    assert ids and ids <= set(search._segments)
