@@ -10,21 +10,94 @@ from pathlib import Path
 
 import yaml
 
-from kb.db import transaction, utcnow
+from kb import audit
+from kb.cases import INCIDENT_TYPES, TASKS
+from kb.db import mark_changed, transaction, utcnow
+from kb.exceptions import Forbidden, Invalid, NotFound
+from kb.roles import require_role
 
 
 def read_checklist_file(path) -> dict:
-    """Parse a checklist YAML file into {version, title, sections: [{code, title, items}]}."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return {
-        "version": str(data["version"]),
-        "title": data.get("title") or "個人情報チェックリスト",
-        "sections": [
-            {"code": str(section["code"]), "title": section["title"],
-             "items": [dict(item, code=str(item["code"])) for item in section.get("items", [])]}
-            for section in data["sections"]
-        ],
-    }
+    """Parse and check a checklist YAML file: {version, title, sections: [{code, title, items}]}.
+
+    Raises Invalid naming the offending line: YAML that does not parse, a section without
+    code or title, an item without code or text, a code used twice, an unknown task or
+    incident type.
+    """
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}行目" if mark else "ファイル"
+        raise Invalid({where: [f"YAMLとして読めません（{getattr(exc, 'problem', exc)}）。"]}) from None
+    errors: dict[str, list[str]] = {}
+
+    def fail(node, message):
+        errors.setdefault(f"{node.start_mark.line + 1}行目", []).append(message)
+
+    if not isinstance(root, yaml.MappingNode):
+        raise Invalid({"ファイル": ["version・title・sections を持つチェックリストのYAMLではありません。"]})
+    top = _mapping(root)
+    version = _scalar(top.get("version"))
+    if not version:
+        fail(root, "version（版）がありません。")
+    sections, seen = [], {}
+    sections_node = top.get("sections")
+    if not isinstance(sections_node, yaml.SequenceNode) or not sections_node.value:
+        fail(root, "sections（節の一覧）がありません。")
+    for section_node in sections_node.value if isinstance(sections_node, yaml.SequenceNode) else []:
+        section = _mapping(section_node)
+        code, title = _scalar(section.get("code")), _scalar(section.get("title"))
+        if not code:
+            fail(section_node, "節に code がありません。")
+        if not title:
+            fail(section_node, f"節「{code}」に title（見出し）がありません。")
+        items = []
+        items_node = section.get("items")
+        for item_node in items_node.value if isinstance(items_node, yaml.SequenceNode) else []:
+            item = _mapping(item_node)
+            item_code, item_text = _scalar(item.get("code")), _scalar(item.get("text"))
+            if not item_code:
+                fail(item_node, "項目に code がありません。")
+            elif item_code in seen:
+                fail(item.get("code", item_node),
+                     f"項目コード「{item_code}」が重複しています（{seen[item_code]}行目と同じ）。")
+            else:
+                seen[item_code] = item_node.start_mark.line + 1
+            if not item_text:
+                fail(item_node, f"項目「{item_code}」に text（確認の文）がありません。")
+            tasks = _sequence(item.get("tasks"))
+            types = _sequence(item.get("incident_types"))
+            for task in set(tasks) - set(TASKS):
+                fail(item.get("tasks"), f"項目「{item_code}」の作業「{task}」は決められた作業にありません。")
+            for kind in set(types) - set(INCIDENT_TYPES):
+                fail(item.get("incident_types"),
+                     f"項目「{item_code}」の種別「{kind}」は決められた種別にありません。")
+            items.append({"code": item_code, "text": item_text,
+                          "guidance": _scalar(item.get("guidance")), "tasks": tasks,
+                          "incident_types": types})
+        sections.append({"code": code, "title": title, "items": items})
+    if errors:
+        raise Invalid(errors)
+    return {"version": version, "title": _scalar(top.get("title")) or "個人情報チェックリスト",
+            "sections": sections}
+
+
+def _mapping(node) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {key.value: value for key, value in node.value if isinstance(key, yaml.ScalarNode)}
+
+
+def _scalar(node) -> str:
+    return str(node.value).strip() if isinstance(node, yaml.ScalarNode) and node.value else ""
+
+
+def _sequence(node) -> list[str]:
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [str(item.value).strip() for item in node.value if isinstance(item, yaml.ScalarNode)]
 
 
 def load_checklist(db, path) -> bool:
@@ -94,3 +167,185 @@ def current_sections(db, *, task: str | None = None) -> list[dict]:
             "code": item["section_code"], "title": item["section_title"], "items": []})
         section["items"].append(item)
     return list(sections.values())
+
+
+def current_codes(db) -> set[str]:
+    return {item["code"] for item in current_items(db)}
+
+
+def get_item(db, code: str) -> dict:
+    """The item with this code: from the current version, else from the newest version
+    that had it (marked ``removed``: links to it are kept and shown as such)."""
+    rows = db.execute_returning_dicts(
+        "SELECT i.*, v.version, v.is_current, s.title AS section_title FROM checklist_items i"
+        " JOIN checklist_versions v USING (version_id)"
+        " LEFT JOIN checklist_sections s ON s.version_id = i.version_id AND s.code = i.section_code"
+        " WHERE i.code = ? ORDER BY v.is_current DESC, v.version_id DESC LIMIT 1", [code])
+    if not rows:
+        raise NotFound(f"checklist item {code}")
+    item = rows[0]
+    return dict(item, tasks=json.loads(item["tasks"]),
+                incident_types=json.loads(item["incident_types"]),
+                removed=not item["is_current"])
+
+
+# A published case touches an item through its own links or its countermeasures' links.
+TOUCHES = (
+    "SELECT l.item_code AS code, c.case_id, m.countermeasure_id FROM countermeasure_checklist_items l"
+    " JOIN countermeasures m USING (countermeasure_id) JOIN cases c ON c.case_id = m.case_id"
+    " WHERE c.status = 'published'"
+    " UNION ALL SELECT i.item_code, i.case_id, NULL FROM case_checklist_items i"
+    " JOIN cases c USING (case_id) WHERE c.status = 'published'"
+)
+
+
+def item_usage(db) -> dict[str, dict[str, int]]:
+    """For each item code: how many published cases and countermeasures touch it."""
+    return {row["code"]: {"cases": row["cases"], "countermeasures": row["countermeasures"]}
+            for row in db.query(
+                f"SELECT code, count(DISTINCT case_id) AS cases,"
+                f" count(DISTINCT countermeasure_id) AS countermeasures FROM ({TOUCHES})"
+                " GROUP BY code")}
+
+
+def item_cases(db, code: str) -> dict:
+    """The published cases and countermeasures that touch an item, newest first."""
+    cases = db.execute_returning_dicts(
+        "SELECT c.case_id, c.title, c.kind, c.origin, c.incident_type, c.municipality,"
+        " c.occurred_on, c.discovered_on, c.published_on, c.lesson, d.name AS department_label"
+        f" FROM cases c LEFT JOIN departments d USING (department_id)"
+        f" WHERE c.case_id IN (SELECT case_id FROM ({TOUCHES}) WHERE code = ?)"
+        " ORDER BY coalesce(c.occurred_on, c.discovered_on, c.published_on) IS NULL,"
+        " coalesce(c.occurred_on, c.discovered_on, c.published_on) DESC, c.case_id DESC", [code])
+    measures = db.execute_returning_dicts(
+        "SELECT m.countermeasure_id, m.text, m.status, m.type, c.case_id, c.title AS case_title,"
+        " c.origin FROM countermeasure_checklist_items l JOIN countermeasures m USING (countermeasure_id)"
+        " JOIN cases c ON c.case_id = m.case_id WHERE l.item_code = ? AND c.status = 'published'"
+        " ORDER BY coalesce(c.occurred_on, c.discovered_on, c.published_on) DESC, m.countermeasure_id DESC",
+        [code])
+    return {"cases": cases, "countermeasures": measures}
+
+
+def revision_candidates(db, actor) -> dict[str, list[dict]]:
+    """Reviewers' 改訂候補, by task: reports whose rule was missing or unknown, and
+    published cases linked to no item."""
+    require_role(actor, "reviewer")
+    rows = db.execute_returning_dicts(
+        "SELECT c.case_id, c.title, c.task, c.origin, c.status, c.rule_status, c.municipality,"
+        " d.name AS department_label,"
+        " CASE WHEN c.rule_status IN ('no_rule', 'rule_unknown') THEN 'rule' ELSE 'unlinked' END"
+        "  AS reason"
+        " FROM cases c LEFT JOIN departments d USING (department_id)"
+        " WHERE (c.origin = 'internal' AND c.status IN ('submitted', 'approved', 'published')"
+        "        AND c.rule_status IN ('no_rule', 'rule_unknown'))"
+        "    OR (c.status = 'published' AND NOT EXISTS"
+        "        (SELECT 1 FROM case_checklist_items i WHERE i.case_id = c.case_id)"
+        "        AND NOT EXISTS (SELECT 1 FROM countermeasure_checklist_items l"
+        "        JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = c.case_id))"
+        " ORDER BY c.task, reason, c.case_id DESC")
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(row["task"] or "other", []).append(row)
+    return grouped
+
+
+def _check_codes(db, codes) -> list[str]:
+    codes = sorted({code.strip() for code in codes if code.strip()})
+    unknown = [code for code in codes if code not in known_codes(db)]
+    if unknown:
+        raise Invalid({"item_codes": [f"チェックリストにない項目コードです：{'、'.join(unknown)}"]})
+    return codes
+
+
+def set_countermeasure_items(db, actor, countermeasure_id: int, codes) -> None:
+    """Link a countermeasure to checklist items (replacing its links).
+
+    Reviewers may link any case's countermeasures, external ones included; managers
+    those of their department's reports.
+    """
+    rows = db.execute_returning_dicts(
+        "SELECT m.case_id, c.origin, c.department_id, c.status, c.version FROM countermeasures m"
+        " JOIN cases c USING (case_id) WHERE m.countermeasure_id = ?", [countermeasure_id])
+    if not rows:
+        raise NotFound(f"countermeasure {countermeasure_id}")
+    case = rows[0]
+    _may_link(actor, case)
+    codes = _check_codes(db, codes)
+    with transaction(db):
+        db.execute("DELETE FROM countermeasure_checklist_items WHERE countermeasure_id = ?",
+                   [countermeasure_id])
+        db["countermeasure_checklist_items"].insert_all(
+            {"countermeasure_id": countermeasure_id, "item_code": code, "created_at": utcnow()}
+            for code in codes)
+        _touch(db, case["case_id"], case["version"])
+        audit.record(db, actor, "checklist_link", case_id=case["case_id"],
+                     detail={"countermeasure_id": countermeasure_id, "codes": codes})
+
+
+def set_case_items(db, actor, case_id: int, codes) -> None:
+    """Link a case itself to checklist items (for cases with no countermeasure to link)."""
+    rows = db.execute_returning_dicts(
+        "SELECT case_id, origin, department_id, status, version FROM cases WHERE case_id = ?",
+        [case_id])
+    if not rows:
+        raise NotFound(f"case {case_id}")
+    _may_link(actor, rows[0])
+    codes = _check_codes(db, codes)
+    with transaction(db):
+        db.execute("DELETE FROM case_checklist_items WHERE case_id = ?", [case_id])
+        db["case_checklist_items"].insert_all(
+            {"case_id": case_id, "item_code": code, "created_at": utcnow()} for code in codes)
+        _touch(db, case_id, rows[0]["version"])
+        audit.record(db, actor, "checklist_link", case_id=case_id, detail={"codes": codes})
+
+
+def may_link(actor, case: dict) -> bool:
+    if actor.has_role("reviewer"):
+        return True
+    return (case["origin"] == "internal" and case["status"] != "draft"
+            and actor.has_role("manager") and case["department_id"] == actor.department_id)
+
+
+def _may_link(actor, case: dict) -> None:
+    if not may_link(actor, case):
+        raise Forbidden("checklist links")
+
+
+def _touch(db, case_id: int, version: int) -> None:
+    # The case's index document lists its item codes: a new version re-indexes it.
+    db["cases"].update(case_id, {"updated_at": utcnow(), "version": version + 1})
+    mark_changed(db, case_id)
+
+
+CARD_ITEMS = 10
+
+
+def card(db, *, task: str | None = None, department_id: int | None = None) -> dict:
+    """A one-page card: the items that matter for a task or a department, and one line
+    from a recent published case, to post beside the FAX machine or the counter."""
+    items = current_items(db)
+    if task:
+        chosen = [item for item in items if task in item["tasks"]]
+        example = db.execute_returning_dicts(
+            "SELECT case_id, title, lesson, municipality, origin FROM cases"
+            " WHERE status = 'published' AND task = ?"
+            " ORDER BY coalesce(occurred_on, discovered_on, published_on) IS NULL,"
+            " coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1", [task])
+        return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,
+                "tasks": [task]}
+    tasks = [row[0] for row in db.execute(
+        "SELECT task FROM cases WHERE department_id = ? AND task IS NOT NULL"
+        " GROUP BY task ORDER BY count(*) DESC LIMIT 3", [department_id])]
+    linked = {row[0] for row in db.execute(
+        f"SELECT code FROM ({TOUCHES}) t JOIN cases c USING (case_id) WHERE c.department_id = ?",
+        [department_id])}
+    chosen = [item for item in items
+              if item["code"] in linked or set(item["tasks"]) & set(tasks)]
+    chosen.sort(key=lambda item: (item["code"] not in linked, item["position"]))
+    example = db.execute_returning_dicts(
+        "SELECT case_id, title, lesson, municipality, origin FROM cases"
+        " WHERE status = 'published' AND department_id = ?"
+        " ORDER BY coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1",
+        [department_id])
+    return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,
+            "tasks": tasks}

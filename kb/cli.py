@@ -103,6 +103,70 @@ def create_user_command(login: str, display_name: str, department: str, roles) -
     click.echo(f"created user {user.login} ({user.department_name}; {', '.join(sorted(user.roles))})")
 
 
+@click.command("import-cases")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would change, "
+                                              "writing nothing.")
+def import_cases_command(file: str, dry_run: bool) -> None:
+    """Import cases of other municipalities from JSON Lines or CSV (UTF-8 or CP932).
+
+    Every record is checked first; on any error each problem is printed with its line
+    and field and nothing is written (exit 1). Records are matched by id, else by
+    source_url: importing the same file again changes nothing.
+    """
+    from tqdm import tqdm
+
+    db = get_db()
+    with tqdm(unit="件", desc="import", disable=None) as bar:
+        try:
+            result = imports.import_external_cases(db, file, dry_run=dry_run,
+                                                   progress=bar.update)
+        except Invalid as error:
+            bar.close()
+            for where, messages in error.errors.items():
+                for message in messages:
+                    click.echo(f"{where}: {message}", err=True)
+            click.echo("取り込みを中止しました。データベースは変更していません。", err=True)
+            sys.exit(1)
+    prefix = "（試行）" if dry_run else ""
+    click.echo(f"{prefix}新規 {result.new}件、更新 {result.updated}件、変更なし {result.unchanged}件、"
+               f"重複の可能性 {len(result.duplicates)}件")
+    for change in result.changes:
+        if change["outcome"] == "updated":
+            click.echo(f"  更新 {change['line']}行目 {change['external_id']} {change['title']}"
+                       f"（{', '.join(change['fields'])}）")
+    for duplicate in result.duplicates:
+        click.echo(f"  重複の可能性 {duplicate['line']}行目「{duplicate['title']}」と"
+                   f"登録済みの {duplicate['other_external_id']}「{duplicate['other_title']}」")
+    if not result.changed:
+        click.echo("変更はありません（同じ内容が取り込み済みです）。")
+
+
+@click.command("import-checklist")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_checklist_command(file: str) -> None:
+    """Load a checklist version from YAML and make it current.
+
+    Items keep their codes across versions; links from countermeasures follow the
+    code, so they survive. A version already loaded is left as it is.
+    """
+    try:
+        loaded = checklist.load_checklist(get_db(), file)
+    except Invalid as error:
+        for where, messages in error.errors.items():
+            for message in messages:
+                click.echo(f"{where}: {message}", err=True)
+        click.echo("チェックリストを読み込みませんでした。", err=True)
+        sys.exit(1)
+    version = checklist.current_version(get_db())
+    if loaded:
+        click.echo(f"checklist version {version['version']} loaded and made current")
+    else:
+        click.echo("this version is already loaded; nothing changed")
+
+
 @click.command("serve")
 @with_appcontext
 def serve_command() -> None:
@@ -210,7 +274,7 @@ def search_command(query: str, as_json: bool, limit: int) -> None:
 
 
 COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command,
-            reindex_command, search_command)
+            reindex_command, search_command, import_cases_command, import_checklist_command)
 
 
 def init_app(app) -> None:

@@ -32,6 +32,8 @@ PORT = 5000
 THREADS = 8
 # Cases per page in lists.
 PAGE_SIZE = 30
+# Largest request body (file uploads) accepted, in bytes; the importer itself takes 20 MB.
+MAX_CONTENT_LENGTH = 20 * 2**20 + 2**16
 
 PLACEHOLDER_SECRET = "change-me"
 SECRET_KEY_FILE = "secret_key"

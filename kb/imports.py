@@ -1,34 +1,139 @@
-"""Loading cases published by other municipalities.
+"""Cases published by other municipalities: import, validation, editing, withdrawal.
 
-Reads JSON Lines in the shape of ``data/seed/external_cases.jsonl``. Every record is
-validated before anything is written; one bad record means nothing is written. A
-record is matched to a stored case by its ``id`` and updated in place, so loading the
-same file twice changes nothing.
+A file is JSON Lines in the shape of ``data/seed/external_cases.jsonl``, or CSV as
+municipal staff save it from Excel: UTF-8 with or without BOM, or Shift_JIS/CP932, with a
+header row in Japanese or English (``CSV_HEADERS``). Every record is checked before
+anything is written; one bad record means nothing is written, and every problem is
+reported with its line and field. Records are matched to stored cases by ``id``, else by
+``source_url``, and updated in place, so importing the same file twice changes nothing.
 """
 
+import csv
+import hashlib
+import io
 import json
 import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
-from kb import audit
-from kb.cases import INCIDENT_TYPES, infer_task
+from kb import analysis, audit
+from kb.cases import INCIDENT_TYPE_LABELS, INCIDENT_TYPES, TASK_LABELS, TASKS, infer_task
 from kb.db import mark_changed, transaction, utcnow
-from kb.exceptions import Invalid
+from kb.exceptions import Invalid, NotFound
+from kb.roles import require_role
 
-DATE_PATTERN = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
-TEXT_FIELDS = ("municipality", "prefecture", "title", "channel", "department", "summary",
-               "source_url", "source_title")
-LIST_FIELDS = ("data_items", "causes", "countermeasures")
+MAX_BYTES = 20 * 2**20  # larger files are refused before they are read
+FORMATS = ("jsonl", "csv")
+
+# CSV header (Japanese or English, case and width folded) → record key.
+CSV_HEADERS = {
+    "id": "id", "事例id": "id", "番号": "id",
+    "件名": "title", "title": "title", "タイトル": "title",
+    "自治体名": "municipality", "自治体": "municipality", "municipality": "municipality",
+    "都道府県": "prefecture", "prefecture": "prefecture",
+    "発生日": "occurred_on", "occurred_on": "occurred_on",
+    "公表日": "published_on", "published_on": "published_on",
+    "種別": "incident_type", "incident_type": "incident_type",
+    "作業": "task", "task": "task",
+    "経路": "channel", "channel": "channel",
+    "担当課": "department", "department": "department",
+    "概要": "summary", "summary": "summary",
+    "人数": "affected_count", "affected_count": "affected_count", "影響人数": "affected_count",
+    "漏えい項目": "data_items", "data_items": "data_items", "漏えいした項目": "data_items",
+    "原因": "causes", "causes": "causes",
+    "再発防止策": "countermeasures", "countermeasures": "countermeasures",
+    "出典": "source_url", "source_url": "source_url", "出典url": "source_url",
+    "出典名": "source_title", "source_title": "source_title",
+}
+FIELD_NAMES = {
+    "id": "ID", "title": "件名", "municipality": "自治体名", "prefecture": "都道府県",
+    "occurred_on": "発生日", "published_on": "公表日", "incident_type": "種別", "task": "作業",
+    "channel": "経路", "department": "担当課", "summary": "概要", "affected_count": "人数",
+    "data_items": "漏えい項目", "causes": "原因", "countermeasures": "再発防止策",
+    "source_url": "出典", "source_title": "出典名",
+}
+# Japanese names of the incident types accepted in 種別, besides the codes and the labels.
+INCIDENT_TYPE_NAMES = {
+    "誤送付": "postal_misdelivery", "誤配送": "postal_misdelivery", "誤封入": "postal_misdelivery",
+    "郵送誤り": "postal_misdelivery", "メール誤送信": "email_missend", "誤送信": "email_missend",
+    "fax誤送信": "fax_missend", "ファクス誤送信": "fax_missend", "ファックス誤送信": "fax_missend",
+    "紛失": "document_loss", "書類紛失": "document_loss", "書類の紛失": "document_loss",
+    "媒体紛失": "media_loss", "記録媒体の紛失": "media_loss", "usb紛失": "media_loss",
+    "誤交付": "counter_misissue", "誤掲載": "web_mispublish", "ウェブ誤掲載": "web_mispublish",
+    "委託先": "contractor", "委託先事故": "contractor", "設定誤り": "system_misconfig",
+    "設定ミス": "system_misconfig", "不正アクセス": "cyber_attack", "サイバー攻撃": "cyber_attack",
+    "誤廃棄": "improper_disposal", "不適切な廃棄": "improper_disposal",
+    "目的外利用": "staff_misconduct", "不正": "staff_misconduct", "職員の不正": "staff_misconduct",
+    "口頭": "oral_disclosure", "その他": "other",
+}
+TEXT_LIMITS = {"id": 40, "title": 200, "municipality": 40, "prefecture": 10, "channel": 60,
+               "department": 100, "summary": 4000, "source_url": 1000, "source_title": 300}
+LIST_LIMIT = 50
 # Stored columns compared to tell an updated record from an unchanged one.
 COMPARED_COLUMNS = ("title", "occurred_on", "published_on", "municipality", "prefecture",
                     "department_name", "task", "incident_type", "channel", "summary",
                     "affected_count", "data_items", "causes", "source_url", "source_title")
+DUPLICATE_DAYS = 30
+DUPLICATE_SIMILARITY = 0.4
 
 
-def read_jsonl(path) -> list[tuple[int, dict]]:
-    """(line number, record) for each non-blank line; Invalid if a line is not a JSON object."""
+@dataclass
+class ImportResult:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    existing: int = 0
+    changes: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    changed_case_ids: list[int] = field(default_factory=list)
+    dry_run: bool = False
+
+    def __getitem__(self, key):  # result["new"] reads like the summary it is
+        return getattr(self, key)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.updated)
+
+
+# --- reading -------------------------------------------------------------------------
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else Shift_JIS/CP932 as Excel saves it."""
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" not in text:  # NUL bytes mean UTF-16 or a binary file, whatever decoded
+            return text
+    raise Invalid({"ファイル": ["文字コードを読み取れません。UTF-8 か Shift_JIS（CP932）で保存してください。"]})
+
+
+def detect_format(filename: str, text: str) -> str:
+    suffix = Path(filename or "").suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".txt", ".tsv"):
+        return "csv"
+    return "jsonl" if text.lstrip().startswith("{") else "csv"
+
+
+def read_records(data: bytes, filename: str = "") -> list[tuple[int, dict]]:
+    """(line number, raw record) for each record of a file; Invalid for an unreadable file."""
+    if len(data) > MAX_BYTES:
+        raise Invalid({"ファイル": [f"ファイルが大きすぎます（{len(data) / 2**20:.0f} MB）。"
+                                 f"{MAX_BYTES // 2**20} MB 以下に分けてください。"]})
+    text = decode(data)
+    if not text.strip():
+        raise Invalid({"ファイル": ["ファイルが空です。"]})
+    return _read_jsonl(text) if detect_format(filename, text) == "jsonl" else _read_csv(text)
+
+
+def _read_jsonl(text: str) -> list[tuple[int, dict]]:
     records, errors = [], {}
-    text = Path(path).read_text(encoding="utf-8-sig")
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -46,128 +151,333 @@ def read_jsonl(path) -> list[tuple[int, dict]]:
     return records
 
 
-def validate_external(record: dict) -> dict[str, list[str]]:
-    """Japanese messages by field for one external record (empty when valid)."""
+def _header_key(name: str) -> str | None:
+    folded = unicodedata.normalize("NFKC", name or "").strip().lower().replace(" ", "")
+    return CSV_HEADERS.get(folded)
+
+
+def _read_csv(text: str) -> list[tuple[int, dict]]:
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",\t;")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise Invalid({"ファイル": ["ファイルが空です。"]}) from None
+    except csv.Error as exc:
+        raise Invalid({"1行目": [f"CSVとして読めません（{exc}）。"]}) from None
+    keys = [_header_key(name) for name in header]
+    if "title" not in keys:
+        raise Invalid({"1行目": ["見出し行に「件名」（title）の列がありません。1行目は列の名前にしてください。"]})
+    records = []
+    line_no = reader.line_num + 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                record = {key: cell for key, cell in zip(keys, row) if key}
+                records.append((line_no, record))
+            line_no = reader.line_num + 1
+    except csv.Error as exc:
+        raise Invalid({f"{line_no}行目": [f"CSVとして読めません（{exc}）。"]}) from None
+    return records
+
+
+# --- checking ---------------------------------------------------------------------------
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError
+    return value.strip()
+
+
+def _list(value, name: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise TypeError
+        return [v.strip() for v in value if v.strip()]
+    if not isinstance(value, str):
+        raise TypeError
+    # Sentences (causes, countermeasures) hold 、 themselves: only a new line separates them.
+    separators = r"[\r\n]+" if name in ("causes", "countermeasures") else r"[\r\n・、,，]+"
+    return [item.strip() for item in re.split(separators, value) if item.strip()]
+
+
+def parse_date(value) -> str | None:
+    """'2024-12-05', '2024/12/5', '2024年12月5日', '2024-12' → ISO (as far as known)."""
+    text = unicodedata.normalize("NFKC", _text(value))
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{4})[-/年.](\d{1,2})(?:[-/月.](\d{1,2})日?|月)?", text) \
+        or re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text)
+    if not match:
+        raise ValueError
+    year, month, day = int(match.group(1)), int(match.group(2)), match.group(3)
+    if day is None:
+        date(year, month, 1)
+        return f"{year:04d}-{month:02d}"
+    return date(year, month, int(day)).isoformat()
+
+
+def incident_type_code(value) -> str | None:
+    text = unicodedata.normalize("NFKC", _text(value)).lower().replace(" ", "")
+    if text in INCIDENT_TYPES:
+        return text
+    for code, label in INCIDENT_TYPE_LABELS.items():
+        if text == unicodedata.normalize("NFKC", label).lower():
+            return code
+    return INCIDENT_TYPE_NAMES.get(text)
+
+
+def task_code(value) -> str | None:
+    text = unicodedata.normalize("NFKC", _text(value)).lower()
+    if text in TASKS:
+        return text
+    return next((code for code, label in TASK_LABELS.items()
+                 if text == unicodedata.normalize("NFKC", label).lower()), None)
+
+
+def check_record(raw: dict) -> tuple[dict, dict[str, list[str]]]:
+    """A raw record (JSON or CSV) as clean values, and Japanese messages by field."""
     errors: dict[str, list[str]] = {}
+    clean: dict = {}
 
-    def fail(field, message):
-        errors.setdefault(field, []).append(message)
+    def fail(key, message):
+        errors.setdefault(key, []).append(message)
 
-    if not isinstance(record.get("id"), str) or not record["id"].strip():
-        fail("id", "id（事例ID）は必須です。")
-    if not isinstance(record.get("title"), str) or not record["title"].strip():
-        fail("title", "title（件名）は必須です。")
-    if not isinstance(record.get("municipality"), str) or not record["municipality"].strip():
-        fail("municipality", "municipality（自治体名）は必須です。")
-    if record.get("incident_type") not in INCIDENT_TYPES:
-        fail("incident_type", f"incident_type（種別）「{record.get('incident_type')}」は"
-                              "決められた種別のどれでもありません。")
-    for field in TEXT_FIELDS:
-        if record.get(field) is not None and not isinstance(record[field], str):
-            fail(field, f"{field} は文字列で書いてください。")
-    for field in ("occurred_on", "published_on"):
-        value = record.get(field)
-        if value is not None and not (isinstance(value, str) and DATE_PATTERN.match(value)):
-            fail(field, f"{field}（日付）「{value}」は YYYY-MM-DD か YYYY-MM で書いてください。")
-    count = record.get("affected_count")
-    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-        fail("affected_count", "affected_count（人数）は0以上の整数で書いてください。")
-    for field in LIST_FIELDS:
-        value = record.get(field)
-        if value is not None and not (isinstance(value, list)
-                                      and all(isinstance(v, str) for v in value)):
-            fail(field, f"{field} は文字列のリストで書いてください。")
-    url = record.get("source_url")
-    if isinstance(url, str) and url and not url.startswith(("http://", "https://")):
-        fail("source_url", "source_url（出典）は http:// か https:// で始まるURLにしてください。")
-    return errors
+    for key, limit in TEXT_LIMITS.items():
+        try:
+            clean[key] = _text(raw.get(key))
+        except TypeError:
+            fail(key, f"{FIELD_NAMES[key]}は文字列で書いてください。")
+            clean[key] = ""
+            continue
+        if len(clean[key]) > limit:
+            fail(key, f"{FIELD_NAMES[key]}は{limit:,}文字以内にしてください。")
+    for key in ("title", "municipality"):
+        if not clean[key] and key not in errors:
+            fail(key, f"{FIELD_NAMES[key]}は必須です。")
+    if not clean["id"] and not clean["source_url"]:
+        fail("id", "ID か 出典（source_url）のどちらかが必要です（再取り込みで同じ事例と分かるように）。")
+    raw_type = raw.get("incident_type")
+    clean["incident_type"] = incident_type_code(raw_type) if isinstance(raw_type, str) else None
+    if clean["incident_type"] is None:
+        fail("incident_type", f"種別「{raw_type or ''}」は決められた種別のどれでもありません"
+                              "（例：誤送付、メール誤送信、FAX誤送信、紛失）。")
+    raw_task = raw.get("task")
+    clean["task"] = None
+    if raw_task not in (None, ""):
+        clean["task"] = task_code(raw_task) if isinstance(raw_task, str) else None
+        if clean["task"] is None:
+            fail("task", f"作業「{raw_task}」は決められた作業のどれでもありません。")
+    for key in ("occurred_on", "published_on"):
+        try:
+            clean[key] = parse_date(raw.get(key))
+        except (ValueError, TypeError):
+            fail(key, f"{FIELD_NAMES[key]}「{raw.get(key)}」は存在する日付を YYYY-MM-DD"
+                      "（または YYYY/MM/DD、YYYY年M月D日、YYYY-MM）で書いてください。")
+            clean[key] = None
+    count = raw.get("affected_count")
+    clean["affected_count"] = None
+    if isinstance(count, bool) or (count not in (None, "") and not isinstance(count, (int, str))):
+        fail("affected_count", "人数は0以上の整数で書いてください。")
+    elif isinstance(count, int):
+        clean["affected_count"] = count
+    elif isinstance(count, str) and count.strip():
+        digits = unicodedata.normalize("NFKC", count).replace(",", "").strip().removesuffix("人")
+        clean["affected_count"] = int(digits) if digits.isdigit() else None
+        if clean["affected_count"] is None:
+            fail("affected_count", f"人数「{count}」は0以上の整数で書いてください。")
+    if isinstance(clean["affected_count"], int) and clean["affected_count"] < 0:
+        fail("affected_count", "人数は0以上の整数で書いてください。")
+    for key in ("data_items", "causes", "countermeasures"):
+        try:
+            clean[key] = _list(raw.get(key), key)
+        except TypeError:
+            fail(key, f"{FIELD_NAMES[key]}は文字列のリストで書いてください。")
+            clean[key] = []
+        if len(clean[key]) > LIST_LIMIT:
+            fail(key, f"{FIELD_NAMES[key]}は{LIST_LIMIT}件までにしてください。")
+    url = clean["source_url"]
+    if url and not re.fullmatch(r"https?://[^\s<>\"']+", url):
+        fail("source_url", "出典（source_url）は http:// か https:// で始まるURLにしてください。")
+    return clean, errors
 
 
-def external_case_row(record: dict) -> dict:
-    """The ``cases`` columns of an external record."""
+def external_case_row(clean: dict) -> dict:
+    """The ``cases`` columns of a checked external record."""
     return {
-        "external_id": record["id"].strip(),
+        "external_id": clean["id"],
         "kind": "incident",
         "origin": "external",
-        "status": "published",
-        "title": record["title"].strip(),
-        "occurred_on": record.get("occurred_on"),
-        "published_on": record.get("published_on"),
-        "municipality": record["municipality"].strip(),
-        "prefecture": record.get("prefecture"),
-        "department_name": record.get("department"),
-        "task": infer_task(record["incident_type"], record.get("channel")),
-        "incident_type": record["incident_type"],
-        "channel": record.get("channel"),
-        "summary": record.get("summary") or "",
-        "affected_count": record.get("affected_count"),
-        "data_items": json.dumps(record.get("data_items") or [], ensure_ascii=False),
-        "causes": json.dumps(record.get("causes") or [], ensure_ascii=False),
-        "source_url": record.get("source_url"),
-        "source_title": record.get("source_title"),
+        "title": clean["title"],
+        "occurred_on": clean["occurred_on"],
+        "published_on": clean["published_on"],
+        "municipality": clean["municipality"],
+        "prefecture": clean["prefecture"] or None,
+        "department_name": clean["department"] or None,
+        "task": clean["task"] or infer_task(clean["incident_type"], clean["channel"]),
+        "incident_type": clean["incident_type"],
+        "channel": clean["channel"] or None,
+        "summary": clean["summary"],
+        "affected_count": clean["affected_count"],
+        "data_items": json.dumps(clean["data_items"], ensure_ascii=False),
+        "causes": json.dumps(clean["causes"], ensure_ascii=False),
+        "source_url": clean["source_url"] or None,
+        "source_title": clean["source_title"] or None,
     }
 
 
-def import_external_cases(db, path, actor=None, *, only_new=False) -> dict:
-    """Validate every record of a JSON Lines file, then insert or update them all at once.
+# --- importing --------------------------------------------------------------------------
 
-    Raises Invalid (keys like ``12行目 title``) and writes nothing if any record is bad.
-    With ``only_new``, records whose id is already stored are left as they are (counted
-    as "existing"): seeding never overwrites what a reviewer has edited.
-    Returns counts {"new", "updated", "unchanged", "existing"} and the changed case ids.
+def import_external_cases(db, path, actor=None, *, only_new=False, dry_run=False,
+                          progress=None) -> ImportResult:
+    """Import the file at ``path`` (see ``import_cases``)."""
+    path = Path(path)
+    if path.stat().st_size > MAX_BYTES:
+        raise Invalid({"ファイル": [f"ファイルが大きすぎます（{path.stat().st_size / 2**20:.0f} MB）。"
+                                 f"{MAX_BYTES // 2**20} MB 以下に分けてください。"]})
+    return import_cases(db, path.read_bytes(), path.name, actor, only_new=only_new,
+                        dry_run=dry_run, progress=progress)
+
+
+def import_cases(db, data: bytes, filename: str, actor=None, *, only_new=False,
+                 dry_run=False, progress=None) -> ImportResult:
+    """Check every record of a file, then insert or update them all in one transaction.
+
+    Raises Invalid (keys like ``12行目 件名``) and writes nothing if any record is bad.
+    With ``dry_run`` the changes are worked out and reported but rolled back. With
+    ``only_new`` stored records are left as they are (seeding never overwrites a
+    reviewer's edit). ``progress(n)`` is called as records are done.
     """
-    records = read_jsonl(path)
-    errors, seen = {}, {}
-    for line_no, record in records:
-        for field, messages in validate_external(record).items():
-            errors[f"{line_no}行目 {field}"] = messages
-        external_id = record.get("id")
-        if isinstance(external_id, str) and external_id in seen:
-            errors[f"{line_no}行目 id"] = [
-                f"id「{external_id}」は{seen[external_id]}行目と重複しています。"]
-        seen.setdefault(external_id, line_no)
+    if actor is not None:
+        require_role(actor, "reviewer")
+    records = read_records(data, filename)
+    errors, checked, seen = {}, [], {}
+    for line_no, raw in records:
+        clean, problems = check_record(raw)
+        for key, messages in problems.items():
+            errors[f"{line_no}行目 {FIELD_NAMES.get(key, key)}"] = messages
+        identity = clean["id"] or clean["source_url"]
+        if identity and identity in seen:
+            errors[f"{line_no}行目 ID"] = [f"「{identity}」は{seen[identity]}行目と同じ事例です。"]
+        seen.setdefault(identity, line_no)
+        checked.append((line_no, clean))
     if errors:
         raise Invalid(errors)
 
-    summary = {"new": 0, "updated": 0, "unchanged": 0, "existing": 0, "changed_case_ids": []}
-    with transaction(db):
-        for _, record in records:
-            if only_new and db.execute("SELECT 1 FROM cases WHERE external_id = ?",
-                                       [record["id"].strip()]).fetchone():
-                summary["existing"] += 1
-                continue
-            outcome, case_id = _upsert_external(db, external_case_row(record),
-                                                record.get("countermeasures") or [])
-            summary[outcome] += 1
-            if outcome != "unchanged":
-                summary["changed_case_ids"].append(case_id)
-        if summary["new"] or summary["updated"]:
-            audit.record(db, actor, "cases_import", target=Path(path).name,
-                         detail={key: summary[key] for key in ("new", "updated", "unchanged")})
-    return summary
+    result = ImportResult(dry_run=dry_run)
+    try:
+        with transaction(db):
+            for line_no, clean in checked:
+                _import_one(db, line_no, clean, result, only_new)
+                if progress:
+                    progress(1)
+            if result.changed:
+                audit.record(db, actor, "cases_import", target=filename, detail={
+                    "new": result.new, "updated": result.updated,
+                    "unchanged": result.unchanged, "dry_run": dry_run})
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        result.changed_case_ids = []
+    return result
 
 
-def _upsert_external(db, row: dict, countermeasures: list[str]) -> tuple[str, int]:
+class _DryRun(Exception):
+    """Rolls the import's transaction back after the changes were worked out."""
+
+
+def _import_one(db, line_no: int, clean: dict, result: ImportResult, only_new: bool) -> None:
+    existing = None
+    if clean["id"]:
+        existing = _external_case(db, "external_id", clean["id"])
+    if existing is None and clean["source_url"]:
+        existing = _external_case(db, "source_url", clean["source_url"])
+        if existing is not None and clean["id"] and existing["external_id"] != clean["id"]:
+            existing = None  # another record from the same page: a case of its own
+    if existing is not None:
+        clean = dict(clean, id=existing["external_id"])
+    elif not clean["id"]:
+        clean = dict(clean, id="url-" + hashlib.sha1(clean["source_url"].encode()).hexdigest()[:12])
+    row = external_case_row(clean)
+    change = {"line": line_no, "external_id": row["external_id"], "title": row["title"]}
+    if existing is not None and only_new:
+        result.existing += 1
+        return
     now = utcnow()
-    existing = db.execute_returning_dicts(
-        "SELECT * FROM cases WHERE external_id = ?", [row["external_id"]])
-    if not existing:
-        case_id = db["cases"].insert(dict(row, created_at=now, updated_at=now,
-                                          published_at=now)).last_pk
-        _sync_countermeasures(db, case_id, countermeasures, now)
-        mark_changed(db, case_id)
-        return "new", case_id
-    case = existing[0]
-    case_id = case["case_id"]
-    stored_texts = [r["text"] for r in db.query(
-        "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case_id])]
-    if all(case[column] == row[column] for column in COMPARED_COLUMNS) \
-            and stored_texts == countermeasures:
-        return "unchanged", case_id
-    db["cases"].update(case_id, dict(row, updated_at=now, version=case["version"] + 1))
-    _sync_countermeasures(db, case_id, countermeasures, now)
+    if existing is None:
+        duplicates = _likely_duplicates(db, row)
+        case_id = db["cases"].insert(dict(row, status="published", created_at=now,
+                                          updated_at=now, published_at=now)).last_pk
+        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
+        for other in duplicates:
+            result.duplicates.append({"line": line_no, "title": row["title"],
+                                      "case_id": other["case_id"], "other_title": other["title"],
+                                      "other_external_id": other["external_id"]})
+        result.new += 1
+        result.changes.append(dict(change, outcome="new", case_id=case_id, fields=[]))
+    else:
+        case_id = existing["case_id"]
+        stored = [r[0] for r in db.execute(
+            "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case_id])]
+        fields = [column for column in COMPARED_COLUMNS if existing[column] != row[column]]
+        if stored != clean["countermeasures"]:
+            fields.append("countermeasures")
+        if not fields:
+            result.unchanged += 1
+            return
+        db["cases"].update(case_id, dict(row, updated_at=now, version=existing["version"] + 1))
+        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
+        result.updated += 1
+        result.changes.append(dict(change, outcome="updated", case_id=case_id, fields=fields))
     mark_changed(db, case_id)
-    return "updated", case_id
+    result.changed_case_ids.append(case_id)
+
+
+def _external_case(db, column: str, value: str) -> dict | None:
+    rows = db.execute_returning_dicts(
+        f"SELECT * FROM cases WHERE origin = 'external' AND {column} = ? ORDER BY case_id LIMIT 1",
+        [value])
+    return rows[0] if rows else None
+
+
+def _bigrams(text: str) -> set[str]:
+    return {token for token, _, _ in analysis.tokens(text or "")}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two titles' bigrams (after folding)."""
+    first, second = _bigrams(a), _bigrams(b)
+    return len(first & second) / len(first | second) if first and second else 0.0
+
+
+def _likely_duplicates(db, row: dict) -> list[dict]:
+    """Stored cases of the same municipality, dated within 30 days, with a similar title."""
+    when = _day(row["occurred_on"] or row["published_on"])
+    found = []
+    for other in db.execute_returning_dicts(
+            "SELECT case_id, external_id, title, occurred_on, published_on FROM cases"
+            " WHERE origin = 'external' AND municipality = ?", [row["municipality"]]):
+        other_when = _day(other["occurred_on"] or other["published_on"])
+        if when and other_when and abs((when - other_when).days) > DUPLICATE_DAYS:
+            continue
+        if similarity(row["title"], other["title"]) >= DUPLICATE_SIMILARITY:
+            found.append(other)
+    return found
+
+
+def _day(value: str | None) -> date | None:
+    if not value:
+        return None
+    parts = [int(p) for p in value.split("-")] + [1, 1]
+    return date(parts[0], parts[1], parts[2])
 
 
 def _sync_countermeasures(db, case_id: int, texts: list[str], now: str) -> None:
@@ -191,3 +501,63 @@ def _sync_countermeasures(db, case_id: int, texts: list[str], now: str) -> None:
     for extra in stored[len(texts):]:
         db.execute("DELETE FROM countermeasures WHERE countermeasure_id = ?",
                    [extra["countermeasure_id"]])
+
+
+# --- reviewers' edits -------------------------------------------------------------------
+
+def external_record(db, case_id: int) -> dict:
+    """A stored external case in the shape of an import record (for the edit form)."""
+    case = _external_by_id(db, case_id)
+    return {
+        "id": case["external_id"], "title": case["title"], "municipality": case["municipality"],
+        "prefecture": case["prefecture"] or "", "occurred_on": case["occurred_on"] or "",
+        "published_on": case["published_on"] or "", "incident_type": case["incident_type"],
+        "task": case["task"] or "", "channel": case["channel"] or "",
+        "department": case["department_name"] or "", "summary": case["summary"],
+        "affected_count": "" if case["affected_count"] is None else str(case["affected_count"]),
+        "data_items": "\n".join(json.loads(case["data_items"])),
+        "causes": "\n".join(json.loads(case["causes"])),
+        "countermeasures": "\n".join(r[0] for r in db.execute(
+            "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case_id])),
+        "source_url": case["source_url"] or "", "source_title": case["source_title"] or "",
+        "status": case["status"], "version": case["version"],
+    }
+
+
+def _external_by_id(db, case_id: int) -> dict:
+    rows = db.execute_returning_dicts(
+        "SELECT * FROM cases WHERE case_id = ? AND origin = 'external'", [case_id])
+    if not rows:
+        raise NotFound(f"external case {case_id}")
+    return rows[0]
+
+
+def update_external_case(db, actor, case_id: int, raw: dict) -> None:
+    """A reviewer corrects an external case. Invalid (messages by field) changes nothing."""
+    require_role(actor, "reviewer")
+    case = _external_by_id(db, case_id)
+    clean, errors = check_record(dict(raw, id=case["external_id"]))
+    if errors:
+        raise Invalid(errors)
+    now = utcnow()
+    with transaction(db):
+        db["cases"].update(case_id, dict(external_case_row(clean), updated_at=now,
+                                         version=case["version"] + 1))
+        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
+        mark_changed(db, case_id)
+        audit.record(db, actor, "external_update", case_id=case_id)
+
+
+def set_external_status(db, actor, case_id: int, *, withdrawn: bool, reason: str = "") -> None:
+    """A reviewer withdraws an external case (it leaves search and lists) or restores it."""
+    require_role(actor, "reviewer")
+    case = _external_by_id(db, case_id)
+    reason = (reason or "").strip()
+    if withdrawn and not reason:
+        raise Invalid({"reason": ["取り下げる理由を書いてください。"]})
+    with transaction(db):
+        db["cases"].update(case_id, {"status": "withdrawn" if withdrawn else "published",
+                                     "updated_at": utcnow(), "version": case["version"] + 1})
+        mark_changed(db, case_id)
+        audit.record(db, actor, "external_withdraw" if withdrawn else "external_restore",
+                     case_id=case_id, detail={"reason": reason[:500]})

@@ -265,3 +265,48 @@ def test_similar_cases_appear_while_filing(page, live_app):
     assert panel.locator(".similar-list li").count() >= 3
     assert "USB" in panel.inner_text()
     page.screenshot(path=ARTIFACTS / "filing-similar.png", full_page=True)
+
+
+def test_reviewer_imports_a_csv_after_a_preview_and_finds_the_case(page, live_app, tmp_path):
+    from tests.test_imports import CSV_JAPANESE
+
+    base, passwords = live_app
+    csv_file = tmp_path / "他自治体の事例.csv"
+    csv_file.write_bytes(CSV_JAPANESE.encode("cp932"))
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.goto(base + "/cases")
+    page.get_by_role("link", name="他自治体の事例を取り込む").click()
+    page.get_by_label("ファイル").set_input_files(str(csv_file))
+    page.get_by_role("button", name="内容を確認する").click()
+    assert page.get_by_text("新規 2件・更新 0件・変更なし 0件").is_visible()
+    page.screenshot(path=ARTIFACTS / "import-preview.png", full_page=True)
+    page.get_by_role("button", name="取り込む").click()
+    assert page.get_by_text("取り込みました：新規 2件").is_visible()
+    page.get_by_label("事例を検索").fill("介護認定 通知 別人")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="介護認定の通知を別人に郵送").click()
+    assert page.get_by_text("千葉県テスト町").first.is_visible()
+    sign_out(page)
+
+
+def test_staff_follows_a_checklist_item_to_its_cases_and_prints_the_fax_card(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    # A reviewer links an external FAX case's countermeasure to item 3-3 first.
+    page.goto(base + "/cases?q=FAX&incident_type=fax_missend")
+    page.locator(".case-card .card-title a").first.click()
+    page.locator(".link-form input[name=item_codes]").first.fill("3-3")
+    page.locator(".link-form").first.get_by_role("button", name="結び付ける").click()
+    assert page.get_by_text("チェックリストとの結び付けを保存しました。").is_visible()
+    linked_title = page.get_by_role("heading", level=1).inner_text()
+    sign_out(page)
+
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="チェックリスト").click()
+    page.locator("#item-3-3 .item-text a").click()
+    assert page.locator(".case-list").get_by_role("link", name=linked_title).is_visible()
+    page.get_by_role("link", name="FAX送信のカード").click()
+    assert page.get_by_role("heading", name="FAX送信の前に").is_visible()
+    page.emulate_media(media="print")
+    page.screenshot(path=ARTIFACTS / "fax-card-print.png", full_page=True)
+    assert page.locator(".site-header").is_hidden()

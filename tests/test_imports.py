@@ -1,9 +1,16 @@
+"""Importing cases of other municipalities: JSON Lines and CSV as Excel saves it."""
+
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from kb import imports
+from kb import imports, search, users
+from kb.db import get_db
 from kb.exceptions import Invalid
+
+SHARED_JSONL = Path(__file__).resolve().parent.parent / "data" / "seed" / "external_cases.jsonl"
 
 RECORD = {
     "id": "ext-9001", "municipality": "テスト市", "prefecture": "東京都",
@@ -14,77 +21,192 @@ RECORD = {
     "countermeasures": ["封入時に二人で照合する。", "封入封緘機を使う。"],
     "source_url": "https://example.jp/news/1", "source_title": "お詫び",
 }
+CSV_JAPANESE = (
+    "ID,件名,自治体名,都道府県,発生日,公表日,種別,経路,担当課,概要,人数,漏えい項目,原因,再発防止策,出典\r\n"
+    'csv-0001,介護認定の通知を別人に郵送,テスト町,千葉県,2025/6/3,2025年6月10日,誤送付,郵送,介護保険課,'
+    '"封入時に2人分を1通に入れた。","1,024","氏名・住所・被保険者番号","封入物の照合をしなかった。\n照合の手順がなかった。",'
+    '"封入封緘機を使う。\n宛名を読み合わせる。",https://example.jp/csv/1\r\n'
+    "csv-0002,ＦＡＸを別の事業所に送信,テスト町,千葉県,2025-07-01,,FAX誤送信,FAX,福祉課,"
+    "短縮ダイヤルの登録誤り。,3,氏名、病歴,登録を点検していなかった。,送信前に読み上げる。,https://example.jp/csv/2\r\n"
+)
+CSV_ENGLISH = (
+    "id,title,municipality,incident_type,summary,source_url,countermeasures\n"
+    "en-1,USBメモリを紛失,テスト村,media_loss,庁外で紛失した。,https://example.jp/en/1,持出し簿を付ける。\n"
+)
 
 
-def write_jsonl(path, records):
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
-                    encoding="utf-8")
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
     return path
 
 
-def cases_snapshot(db):
+def jsonl(path, records):
+    return write(path, "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
+
+
+def snapshot(db):
     return (db.execute("SELECT * FROM cases ORDER BY case_id").fetchall(),
             db.execute("SELECT * FROM countermeasures ORDER BY countermeasure_id").fetchall())
 
 
-def test_new_record_is_published_with_its_countermeasures(db, tmp_path):
-    result = imports.import_external_cases(db, write_jsonl(tmp_path / "a.jsonl", [RECORD]))
-    assert (result["new"], result["updated"], result["unchanged"]) == (1, 0, 0)
+def index_snapshot(app):
+    with search.get_index(app.config["DATA_DIR"]).searcher() as s:
+        return sorted((f["case_id"], f["stamp"]) for f in s.all_stored_fields())
+
+
+def test_the_shared_jsonl_reimported_changes_nothing(db, app):
+    result = imports.import_external_cases(db, SHARED_JSONL)
+    assert (result.new, result.updated, result.unchanged) == (0, 0, 180)
+    assert not result.changed
+
+
+def test_new_record_is_published_indexed_and_found_by_search(db, app, tmp_path):
+    result = imports.import_external_cases(db, jsonl(tmp_path / "a.jsonl", [RECORD]))
+    assert (result.new, result.updated, result.unchanged) == (1, 0, 0)
     case = db.execute_returning_dicts("SELECT * FROM cases WHERE external_id = 'ext-9001'")[0]
     assert case["status"] == "published" and case["task"] == "postal"
-    texts = [r[0] for r in db.execute(
-        "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case["case_id"]])]
-    assert texts == RECORD["countermeasures"]
+    hits = search.search_cases(search.get_index(app.config["DATA_DIR"]), db, users.READER, "テスト市 宛先")
+    assert case["case_id"] in [hit["case_id"] for hit in hits.hits]
 
 
-def test_importing_the_same_file_twice_changes_nothing(db, tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [RECORD])
-    imports.import_external_cases(db, path)
-    before = cases_snapshot(db)
+def test_cp932_csv_with_japanese_headers(db, tmp_path):
+    path = write(tmp_path / "excel.csv", CSV_JAPANESE, "cp932")
     result = imports.import_external_cases(db, path)
-    assert (result["new"], result["updated"], result["unchanged"]) == (0, 0, 1)
-    assert cases_snapshot(db) == before
+    assert result.new == 2
+    row = db.execute_returning_dicts("SELECT * FROM cases WHERE external_id = 'csv-0001'")[0]
+    assert row["occurred_on"] == "2025-06-03" and row["published_on"] == "2025-06-10"
+    assert row["incident_type"] == "postal_misdelivery" and row["affected_count"] == 1024
+    assert json.loads(row["data_items"]) == ["氏名", "住所", "被保険者番号"]
+    assert json.loads(row["causes"]) == ["封入物の照合をしなかった。", "照合の手順がなかった。"]
+    texts = [r[0] for r in db.execute(
+        "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [row["case_id"]])]
+    assert texts == ["封入封緘機を使う。", "宛名を読み合わせる。"]
+    fax = db.execute_returning_dicts("SELECT * FROM cases WHERE external_id = 'csv-0002'")[0]
+    assert fax["incident_type"] == "fax_missend" and fax["task"] == "fax"
+    assert json.loads(fax["data_items"]) == ["氏名", "病歴"]
 
 
-def test_changed_record_is_updated_in_place_keeping_countermeasure_rows(db, tmp_path):
-    imports.import_external_cases(db, write_jsonl(tmp_path / "a.jsonl", [RECORD]))
-    ids_before = [r[0] for r in db.execute(
-        "SELECT countermeasure_id FROM countermeasures m JOIN cases c USING (case_id)"
-        " WHERE external_id = 'ext-9001' ORDER BY position")]
-    changed = dict(RECORD, title="件名を訂正", countermeasures=["封入時に二人で照合する。"])
-    result = imports.import_external_cases(db, write_jsonl(tmp_path / "b.jsonl", [changed]))
-    assert result["updated"] == 1
-    rows = db.execute("SELECT countermeasure_id, text FROM countermeasures m JOIN cases c"
-                      " USING (case_id) WHERE external_id = 'ext-9001'").fetchall()
-    assert rows == [(ids_before[0], "封入時に二人で照合する。")]
-    assert db.execute("SELECT title FROM cases WHERE external_id = 'ext-9001'").fetchone()[0] == "件名を訂正"
+def test_utf8_bom_csv_with_english_headers(db, tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + CSV_ENGLISH.encode("utf-8"))
+    assert imports.import_external_cases(db, path).new == 1
+    assert db.execute("SELECT incident_type FROM cases WHERE external_id = 'en-1'").fetchone()[0] == "media_loss"
 
 
-@pytest.mark.parametrize("change, key, message", [
-    ({"title": ""}, "2行目 title", "title（件名）は必須です。"),
-    ({"incident_type": "rumour"}, "2行目 incident_type", "決められた種別のどれでもありません"),
-    ({"occurred_on": "2025/04/01"}, "2行目 occurred_on", "YYYY-MM-DD"),
-    ({"affected_count": -3}, "2行目 affected_count", "0以上の整数"),
-    ({"source_url": "javascript:alert(1)"}, "2行目 source_url", "http:// か https://"),
-    ({"causes": "一つの文"}, "2行目 causes", "文字列のリスト"),
-])
-def test_one_bad_record_writes_nothing_and_names_line_and_field(db, tmp_path, change, key, message):
-    good = dict(RECORD, id="ext-9002")
-    path = write_jsonl(tmp_path / "bad.jsonl", [good, dict(RECORD, **change)])
-    before = cases_snapshot(db)
+def test_reimport_is_a_no_op_and_an_edit_is_an_update_in_place(db, tmp_path):
+    path = write(tmp_path / "excel.csv", CSV_JAPANESE, "cp932")
+    imports.import_external_cases(db, path)
+    before = snapshot(db)
+    again = imports.import_external_cases(db, path)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    assert snapshot(db) == before
+    changed = write(tmp_path / "edited.csv", CSV_JAPANESE.replace("短縮ダイヤルの登録誤り。", "短縮ダイヤルの登録を誤っていた。"), "cp932")
+    result = imports.import_external_cases(db, changed)
+    assert (result.new, result.updated) == (0, 1)
+    assert result.changes[0]["fields"] == ["summary"]
+
+
+def test_records_without_id_are_matched_by_source_url(db, tmp_path):
+    record = dict(RECORD)
+    del record["id"]
+    first = imports.import_external_cases(db, jsonl(tmp_path / "a.jsonl", [record]))
+    second = imports.import_external_cases(db, jsonl(tmp_path / "b.jsonl", [dict(record, title="件名を訂正")]))
+    assert (first.new, second.new, second.updated) == (1, 0, 1)
+    assert db.execute("SELECT count(*) FROM cases WHERE source_url = ?", [RECORD["source_url"]]).fetchone()[0] == 1
+
+
+def test_likely_duplicates_are_reported_not_merged(db, tmp_path):
+    seed = db.execute_returning_dicts("SELECT * FROM cases WHERE external_id = 'ext-0001'")[0]
+    near = dict(RECORD, id="ext-9002", municipality=seed["municipality"], title=seed["title"] + "（続報）",
+                occurred_on=seed["occurred_on"], source_url="https://example.jp/other")
+    result = imports.import_external_cases(db, jsonl(tmp_path / "dup.jsonl", [near]))
+    assert result.new == 1
+    assert [d["other_external_id"] for d in result.duplicates] == ["ext-0001"]
+
+
+def test_dry_run_reports_and_writes_nothing(db, app, tmp_path):
+    before, index_before = snapshot(db), index_snapshot(app)
+    result = imports.import_external_cases(db, jsonl(tmp_path / "a.jsonl", [RECORD]), dry_run=True)
+    assert result.new == 1 and result.dry_run
+    assert snapshot(db) == before and index_snapshot(app) == index_before
+
+
+BROKEN = [
+    ("broken.jsonl", json.dumps(RECORD) + "\n{not json\n", "utf-8", "2行目", "JSONとして読めません"),
+    ("missing.jsonl", json.dumps(dict(RECORD, title="")), "utf-8", "1行目 件名", "件名は必須です"),
+    ("type.jsonl", json.dumps(dict(RECORD, incident_type="rumour")), "utf-8", "1行目 種別", "決められた種別のどれでもありません"),
+    ("task.jsonl", json.dumps(dict(RECORD, task="teleport")), "utf-8", "1行目 作業", "決められた作業のどれでもありません"),
+    ("date.jsonl", json.dumps(dict(RECORD, occurred_on="2025-02-30")), "utf-8", "1行目 発生日", "存在する日付"),
+    ("url.jsonl", json.dumps(dict(RECORD, source_url="javascript:alert(1)")), "utf-8", "1行目 出典", "http:// か https://"),
+    ("count.jsonl", json.dumps(dict(RECORD, affected_count=-3)), "utf-8", "1行目 人数", "0以上の整数"),
+    ("noid.jsonl", json.dumps({k: v for k, v in RECORD.items() if k not in ("id", "source_url")}), "utf-8", "1行目 ID", "どちらかが必要"),
+    ("empty.csv", "", "utf-8", "ファイル", "ファイルが空です"),
+    ("noheader.csv", "a,b,c\n1,2,3\n", "utf-8", "1行目", "見出し行に「件名」"),
+    ("dup.jsonl", json.dumps(RECORD) + "\n" + json.dumps(RECORD), "utf-8", "2行目 ID", "1行目と同じ事例"),
+]
+
+
+@pytest.mark.parametrize("name, text, encoding, key, message", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_files_are_refused_with_their_message_and_change_nothing(db, app, tmp_path, name, text, encoding, key, message):
+    before, index_before = snapshot(db), index_snapshot(app)
+    good = json.dumps(dict(RECORD, id="ext-9100", source_url="https://example.jp/9100"))
+    # A good record first: one bad record among good ones still stops the whole file.
+    standalone = not name.endswith(".jsonl") or name in ("broken.jsonl", "dup.jsonl")
+    path = write(tmp_path / name, text if standalone else good + "\n" + text, encoding)
+    if name.endswith(".jsonl") and name not in ("broken.jsonl", "dup.jsonl"):
+        key = key.replace("1行目", "2行目")
     with pytest.raises(Invalid) as caught:
         imports.import_external_cases(db, path)
-    assert key in caught.value.errors
+    assert key in caught.value.errors, caught.value.errors
     assert message in " ".join(caught.value.errors[key])
-    assert cases_snapshot(db) == before
+    assert snapshot(db) == before and index_snapshot(app) == index_before
 
 
-def test_broken_json_and_duplicate_ids_are_reported_by_line(db, tmp_path):
-    path = tmp_path / "broken.jsonl"
-    path.write_text(json.dumps(RECORD) + "\n{not json\n", encoding="utf-8")
+def test_a_file_in_neither_utf8_nor_cp932_is_refused(db, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("件名\n".encode("utf-16"))
     with pytest.raises(Invalid) as caught:
         imports.import_external_cases(db, path)
-    assert "2行目" in caught.value.errors
+    assert "文字コードを読み取れません" in caught.value.errors["ファイル"][0]
+
+
+def test_a_50_mb_file_is_refused_before_it_is_read(db, tmp_path):
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as handle:
+        handle.truncate(50 * 2**20)
     with pytest.raises(Invalid) as caught:
-        imports.import_external_cases(db, write_jsonl(tmp_path / "dup.jsonl", [RECORD, RECORD]))
-    assert "1行目と重複" in caught.value.errors["2行目 id"][0]
+        imports.import_external_cases(db, path)
+    assert "ファイルが大きすぎます（50 MB）" in caught.value.errors["ファイル"][0]
+
+
+def test_import_cases_command_reports_and_exits_non_zero_on_errors(app, tmp_path):
+    runner = app.test_cli_runner()
+    good = write(tmp_path / "excel.csv", CSV_JAPANESE, "cp932")
+    result = runner.invoke(args=["import-cases", str(good), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "（試行）新規 2件、更新 0件、変更なし 0件" in result.output
+    result = runner.invoke(args=["import-cases", str(good)])
+    assert "新規 2件" in result.output
+    again = runner.invoke(args=["import-cases", str(good)])
+    assert "変更はありません" in again.output
+    bad = jsonl(tmp_path / "bad.jsonl", [dict(RECORD, occurred_on="2025-13-01")])
+    result = runner.invoke(args=["import-cases", str(bad)])
+    assert result.exit_code == 1
+    assert "1行目 発生日" in result.output and "データベースは変更していません" in result.output
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-12-05", "2024-12-05"), ("2024/12/5", "2024-12-05"), ("2024年12月5日", "2024-12-05"),
+    ("２０２４年１２月", "2024-12"), ("2024-12", "2024-12"), ("", None),
+])
+def test_dates_in_the_forms_staff_type(value, expected):
+    assert imports.parse_date(value) == expected
+
+
+@pytest.mark.parametrize("value, code", [
+    ("誤送付", "postal_misdelivery"), ("メール誤送信", "email_missend"), ("ＦＡＸ誤送信", "fax_missend"),
+    ("紛失", "document_loss"), ("誤交付", "counter_misissue"), ("窓口での誤交付", "counter_misissue"),
+    ("email_missend", "email_missend"), ("雑談", None),
+])
+def test_incident_type_names(value, code):
+    assert imports.incident_type_code(value) == code

@@ -137,7 +137,7 @@ def test_near_miss_goes_through_the_workflow_and_appears_in_the_case_list(client
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
     for heading in ("何が起きそうになったか", "どうして気づいたか", "起こりえたこと", "防ぐためのアイデア"):
         assert heading in page
-    assert 'href="/checklist#item-3-5"' in page
+    assert 'href="/checklist/items/3-5"' in page
 
 
 def test_return_needs_a_reason(client, office, app):

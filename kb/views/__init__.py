@@ -4,7 +4,7 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 
 from kb import exceptions
-from kb.views import admin, api, auth, cases, checklist, home, reports
+from kb.views import admin, api, auth, cases, checklist, external, home, reports
 
 # The main navigation, in the order the design names it. An entry whose endpoint is
 # None belongs to a later release and is shown as not yet available.
@@ -26,6 +26,7 @@ ERROR_TEXTS = {
           "必要な場合は所属長か管理者に相談してください。"),
     404: ("ページが見つかりません", "お探しのページや事例は存在しないか、閲覧できる範囲にありません。"),
     405: ("この操作は受け付けられません", "画面のボタンから操作してください。"),
+    413: ("ファイルが大きすぎます", "送信できるファイルは20MBまでです。ファイルを分けてから、もう一度お試しください。"),
     429: ("試行回数が多すぎます", "短時間に何度も試行されたため、一時的に受付を停止しています。"
           "しばらく待ってからもう一度お試しください。"),
     500: ("システムエラーが発生しました", "処理を完了できませんでした。入力した内容は保存されていない"
@@ -39,7 +40,7 @@ def render_error(status: int):
 
 
 def init_app(app) -> None:
-    for module in (auth, home, cases, checklist, reports, admin, api):
+    for module in (auth, home, cases, checklist, reports, external, admin, api):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION

@@ -5,7 +5,7 @@ import re
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from kb import cases, reports, search, workflow
+from kb import cases, checklist, reports, search, workflow
 from kb.db import get_db
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -72,4 +72,6 @@ def show(case_id: int):
         text=f"{case['title']}\n{case['summary']}", exclude=case_id,
         incident_type=case["incident_type"], limit=5)
     return render_template("cases/show.html", case=case, label_of=reports.label_of,
-                           similar=similar, **workflow.case_context(db, current_user, case_id))
+                           similar=similar, can_link=checklist.may_link(current_user, case),
+                           current_codes=checklist.current_codes(db),
+                           **workflow.case_context(db, current_user, case_id))

@@ -1,9 +1,11 @@
-"""The personal-information checklist."""
+"""The personal-information checklist: overview with usage, item pages, 改訂候補, cards, links."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
-from kb import cases, checklist
+from kb import cases, checklist, users
 from kb.db import get_db
+from kb.exceptions import Invalid, NotFound
 
 bp = Blueprint("checklist", __name__, url_prefix="/checklist")
 
@@ -13,6 +15,69 @@ def index():
     task = request.args.get("task")
     task = task if task in cases.TASKS else None
     db = get_db()
+    usage = checklist.item_usage(db)
+    most = max((u["cases"] for u in usage.values()), default=0) or 1
     return render_template("checklist/index.html", task=task, tasks=cases.TASKS,
-                           version=checklist.current_version(db),
+                           version=checklist.current_version(db), usage=usage, most=most,
                            sections=checklist.current_sections(db, task=task))
+
+
+@bp.route("/items/<code>")
+def item(code: str):
+    db = get_db()
+    return render_template("checklist/item.html", item=checklist.get_item(db, code),
+                           **checklist.item_cases(db, code))
+
+
+@bp.route("/revision")
+def revision():
+    return render_template("checklist/revision.html",
+                           groups=checklist.revision_candidates(get_db(), current_user))
+
+
+@bp.route("/card")
+def card():
+    db = get_db()
+    task = request.args.get("task")
+    department_id = request.args.get("department", type=int)
+    size = "a5" if request.args.get("size") == "a5" else "a4"
+    if task in cases.TASKS:
+        heading = cases.TASK_LABELS[task]
+        content = checklist.card(db, task=task)
+    elif department_id:
+        try:
+            heading = users.get_department(db, department_id)["name"]
+        except NotFound:
+            abort(404)
+        content = checklist.card(db, department_id=department_id)
+    else:
+        return render_template("checklist/card_choose.html", tasks=cases.TASKS,
+                               departments=users.list_departments(db))
+    return render_template("checklist/card.html", heading=heading, size=size, task=task,
+                           department_id=department_id, **content)
+
+
+@bp.route("/links/countermeasure/<int:countermeasure_id>", methods=["POST"])
+def link_countermeasure(countermeasure_id: int):
+    return _link(lambda db, codes: checklist.set_countermeasure_items(
+        db, current_user, countermeasure_id, codes))
+
+
+@bp.route("/links/case/<int:case_id>", methods=["POST"])
+def link_case(case_id: int):
+    return _link(lambda db, codes: checklist.set_case_items(db, current_user, case_id, codes))
+
+
+def _link(change):
+    case_id = request.form.get("case_id", type=int)
+    if case_id is None:
+        abort(400)
+    codes = request.form.get("item_codes", "").replace("、", " ").replace(",", " ").split()
+    try:
+        change(get_db(), codes)
+    except Invalid as error:
+        for messages in error.errors.values():
+            flash(messages[0], "error")
+    else:
+        flash("チェックリストとの結び付けを保存しました。", "success")
+    return redirect(url_for("cases.show", case_id=case_id) + "#countermeasures")
