@@ -222,9 +222,36 @@ REPORT_WORKFLOW = (
     """,
 )
 
+WORKSHOPS = (
+    """
+    CREATE TABLE workshops (
+        workshop_id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        held_on TEXT,
+        audience_department_id INTEGER REFERENCES departments (department_id),
+        owner_id INTEGER NOT NULL REFERENCES users (user_id),
+        shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),
+        questions TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT
+    """,
+    """
+    CREATE TABLE workshop_cases (
+        workshop_id INTEGER NOT NULL REFERENCES workshops (workshop_id) ON DELETE CASCADE,
+        case_id INTEGER NOT NULL REFERENCES cases (case_id),
+        position INTEGER NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (workshop_id, case_id)
+    ) STRICT
+    """,
+    "CREATE INDEX workshops_owner ON workshops (owner_id)",
+)
+
 MIGRATIONS = (
     (1, "initial schema", INITIAL_SCHEMA),
     (2, "report workflow", REPORT_WORKFLOW),
+    (3, "workshops", WORKSHOPS),
 )
 
 

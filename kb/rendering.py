@@ -4,6 +4,9 @@ Python-Markdown renders, nh3 (ammonia) removes everything outside a small allow-
 so a report cannot carry script, event handlers, styles or javascript: links.
 """
 
+import csv
+import io
+
 import markdown
 import nh3
 from markupsafe import Markup
@@ -62,6 +65,16 @@ LABELS = {
 def label(value, vocabulary: str) -> str:
     """The Japanese label of a vocabulary value (the value itself if unknown)."""
     return LABELS.get(vocabulary, {}).get(value, value or "")
+
+
+def excel_csv(header, rows) -> bytes:
+    """CSV that Excel opens as it is: UTF-8 with BOM, CRLF line ends, cells quoted by the
+    csv module where they hold commas, quotes or new lines."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")
 
 
 def init_app(app) -> None:

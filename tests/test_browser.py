@@ -310,3 +310,49 @@ def test_staff_follows_a_checklist_item_to_its_cases_and_prints_the_fax_card(pag
     page.emulate_media(media="print")
     page.screenshot(path=ARTIFACTS / "fax-card-print.png", full_page=True)
     assert page.locator(".site-header").is_hidden()
+
+
+def test_trainer_builds_a_workshop_from_fax_cases_and_prints_the_handout(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-trainer", passwords["demo-trainer"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="研修").click()
+    page.get_by_label("研修の名前").fill("FAX誤送信を防ぐ")
+    page.get_by_role("button", name="作る").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "FAX誤送信を防ぐ"
+    workshop_url = page.url
+
+    page.get_by_label("事例を検索").fill("FAX")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/cases\?q=FAX.*"))
+    for index in range(3):
+        page.locator(".case-card").nth(index).get_by_role("button", name="研修に追加").click()
+        assert page.get_by_text("研修に追加しました。").is_visible()
+
+    page.goto(workshop_url)
+    assert page.locator(".workshop-cases > li").count() == 3
+    questions = page.get_by_label("話し合う問い（1行に1つ）")
+    questions.fill("自分の課で起こりうるか\nFAXの番号は誰が読み上げるか")
+    page.get_by_role("button", name="保存", exact=True).click()
+    assert page.get_by_text("研修を保存しました。").is_visible()
+
+    page.get_by_role("link", name="配布資料（印刷）").click()
+    assert page.locator(".handout-case").count() == 3
+    assert page.get_by_text("FAXの番号は誰が読み上げるか").first.is_visible()
+    page.screenshot(path=ARTIFACTS / "handout.png", full_page=True)
+    page.emulate_media(media="print")
+    page.screenshot(path=ARTIFACTS / "handout-print.png", full_page=True)
+    page.emulate_media(media="screen")
+    sign_out(page)
+
+
+def test_reviewer_opens_the_dashboard(page, live_app):
+    base, passwords = live_app
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="集計").click()
+    page.locator("svg.chart").first.wait_for()
+    assert page.locator("svg.chart").count() >= 3
+    page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+    page.get_by_label("期間（はじめ）").fill("2026-03-01")
+    page.get_by_label("期間（おわり）").fill("2026-01-01")
+    page.get_by_role("button", name="集計する").click()
+    assert page.get_by_text("終わりの日が始まりの日より前になっています。").is_visible()

@@ -4,18 +4,19 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 
 from kb import exceptions
-from kb.views import admin, api, auth, cases, checklist, external, home, reports
+from kb.views import (admin, api, auth, cases, checklist, dashboard, external, home, reports,
+                      workshops)
 
-# The main navigation, in the order the design names it. An entry whose endpoint is
-# None belongs to a later release and is shown as not yet available.
+# The main navigation, in the order the design names it: (endpoint, text, the roles
+# that see it or None for everyone). The views check the roles again.
 NAVIGATION = (
     ("home.index", "これからの作業", None),
     ("cases.index", "事例検索", None),
     ("reports.new", "報告する", None),
     ("checklist.index", "チェックリスト", None),
-    (None, "研修", None),
-    (None, "集計", None),
-    ("admin.users", "管理", "admin"),
+    ("workshops.index", "研修", ("trainer",)),
+    ("dashboard.index", "集計", ("manager", "reviewer", "admin")),
+    ("admin.users", "管理", ("admin",)),
 )
 
 ERROR_TEXTS = {
@@ -39,11 +40,23 @@ def render_error(status: int):
     return render_template("error.html", status=status, title=title, message=message), status
 
 
+def _my_workshops() -> list[dict]:
+    """The signed-in trainer's workshops, for the 「研修に追加」 menus (asked for by templates)."""
+    from flask_login import current_user
+
+    from kb import workshops
+    from kb.db import get_db
+
+    return workshops.list_workshops(get_db(), current_user)["own"][:10]
+
+
 def init_app(app) -> None:
-    for module in (auth, home, cases, checklist, reports, external, admin, api):
+    for module in (auth, home, cases, checklist, reports, external, workshops, dashboard,
+                   admin, api):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION
+    app.jinja_env.globals["my_workshops"] = _my_workshops
     for status in ERROR_TEXTS:
         app.register_error_handler(status, lambda error, status=status: render_error(status))
     app.register_error_handler(CSRFError, lambda error: render_error(400))
