@@ -10,8 +10,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import checklist, imports, pii, reports, search, users
-from kb.db import get_db
+from kb import backup, checklist, imports, pii, reports, search, users
+from kb.db import database_path, get_db, open_db
 from kb.exceptions import Invalid, NotFound
 from kb.migrations import migrate
 
@@ -167,6 +167,43 @@ def import_checklist_command(file: str) -> None:
         click.echo("this version is already loaded; nothing changed")
 
 
+@click.command("backup")
+@with_appcontext
+@click.argument("dest", type=click.Path(dir_okay=True))
+def backup_command(dest: str) -> None:
+    """Copy the database to DEST (a file, or a folder for a dated file) while the app runs.
+
+    Uses SQLite's online backup API and checks the copy's integrity. The search index is
+    not copied: it is rebuilt from the database.
+    """
+    try:
+        path = backup.backup(current_app.config["DATA_DIR"], dest)
+    except Invalid as error:
+        for messages in error.errors.values():
+            click.echo(messages[0], err=True)
+        sys.exit(1)
+    click.echo(f"backup written to {path} (integrity ok)")
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore_command(source: str, yes: bool) -> None:
+    """Replace the database with a backup (stop the app first). The current database is
+    kept beside it; the search index is rebuilt on the next start."""
+    if not yes:
+        click.confirm(f"Replace the database in {current_app.config['DATA_DIR']} with {source}?",
+                      abort=True)
+    try:
+        path = backup.restore(source, current_app.config["DATA_DIR"])
+    except Invalid as error:
+        for messages in error.errors.values():
+            click.echo(messages[0], err=True)
+        sys.exit(1)
+    click.echo(f"restored {source} to {path}; the search index will be rebuilt on start")
+
+
 @click.command("serve")
 @with_appcontext
 def serve_command() -> None:
@@ -175,7 +212,8 @@ def serve_command() -> None:
 
     config = current_app.config
     migrate(get_db())  # a database from an older release is brought up to date first
-    threading.Thread(target=search.warm, args=(config["DATA_DIR"],), daemon=True).start()
+    threading.Thread(target=_prepare_index, args=(current_app._get_current_object(),),
+                     daemon=True).start()
     click.echo(f"hiyari-kb: http://{config['HOST']}:{config['PORT']}/  (Ctrl+C to stop)")
     waitress.serve(current_app._get_current_object(), host=config["HOST"], port=config["PORT"],
                    threads=config["THREADS"], ident="hiyari-kb")
@@ -273,8 +311,19 @@ def search_command(query: str, as_json: bool, limit: int) -> None:
                    f"{hit['title']}")
 
 
+def _prepare_index(app) -> None:
+    """In the background at start: repair drift left by a crash, then warm the caches."""
+    db = open_db(database_path(app.config["DATA_DIR"]))
+    try:
+        search.repair(db, app.config["DATA_DIR"])
+    finally:
+        db.close()
+    search.warm(app.config["DATA_DIR"])
+
+
 COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command,
-            reindex_command, search_command, import_cases_command, import_checklist_command)
+            reindex_command, search_command, import_cases_command, import_checklist_command,
+            backup_command, restore_command)
 
 
 def init_app(app) -> None:

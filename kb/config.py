@@ -30,6 +30,9 @@ HOST = "127.0.0.1"
 PORT = 5000
 # Worker threads of the waitress server.
 THREADS = 8
+# Seconds a save waits for the search index's write lock before giving up (the save
+# still succeeds; `reindex --check` or the next start repairs the index).
+INDEX_WRITER_TIMEOUT = 10
 # Cases per page in lists.
 PAGE_SIZE = 30
 # Largest request body (file uploads) accepted, in bytes; the importer itself takes 20 MB.

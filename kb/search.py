@@ -111,13 +111,13 @@ def _document(row: dict) -> dict:
     }
 
 
-def index_cases(ix, db, case_ids) -> None:
+def index_cases(ix, db, case_ids, *, timeout: float = WRITER_TIMEOUT) -> None:
     """Bring the documents of these cases in line with SQLite (add, replace or delete)."""
     case_ids = sorted(set(case_ids))
     if not case_ids:
         return
     rows = {row["case_id"]: row for row in cases.index_rows(db, case_ids)}
-    with ix.writer(timeout=WRITER_TIMEOUT) as writer:
+    with ix.writer(timeout=timeout) as writer:
         for case_id in case_ids:
             if case_id in rows:
                 writer.update_document(**_document(rows[case_id]))
@@ -477,10 +477,22 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
 def _index_after_commit(app):
     def hook(db, case_ids):
         try:
-            index_cases(get_index(app.config["DATA_DIR"]), db, case_ids)
-        except Exception:  # the report is saved; `reindex --check` heals the index
+            index_cases(get_index(app.config["DATA_DIR"]), db, case_ids,
+                        timeout=app.config["INDEX_WRITER_TIMEOUT"])
+        except Exception:  # the report is saved; `reindex --check` or the next start heals
             log.exception("could not update the search index for cases %s", sorted(case_ids))
     return hook
+
+
+def repair(db, data_dir) -> dict[str, list[int]]:
+    """Heal whatever drift there is between the index and the database; return it."""
+    ix = get_index(data_dir)
+    drift = check(ix, db)
+    if any(drift.values()):
+        log.warning("search index drift repaired: %s",
+                    {kind: len(ids) for kind, ids in drift.items()})
+        heal(ix, db, drift)
+    return drift
 
 
 def warm(data_dir) -> None:

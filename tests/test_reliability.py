@@ -1,0 +1,205 @@
+"""Nothing acknowledged is lost: index failures, backups and restores, a killed server."""
+
+import http.cookiejar
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kb import backup, search, users
+from kb.db import database_path, get_db
+from tests.conftest import PASSWORD, login, make_app
+from tests.reporting import file_report, near_miss_form
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_held_index_lock_does_not_fail_the_save_and_check_heals_it(data_dir, make_user, caplog):
+    app = make_app(data_dir, INDEX_WRITER_TIMEOUT=0.2)
+    with app.app_context():
+        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
+        users.create_user(get_db(), users.SYSTEM, login="hanako", display_name="花子",
+                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    client = app.test_client()
+    login(client, "hanako")
+    ix = search.get_index(data_dir)
+    writer = ix.writer()  # another process holds the index
+    try:
+        with caplog.at_level(logging.ERROR, logger="kb.search"):
+            case_id = file_report(client, "near_miss", near_miss_form(summary="索引が書けない間の報告。"))
+    finally:
+        writer.cancel()
+    assert "could not update the search index" in caplog.text
+    with app.app_context():
+        assert get_db().execute("SELECT summary FROM cases WHERE case_id = ?", [case_id]).fetchone()[0] \
+            == "索引が書けない間の報告。"
+    result = app.test_cli_runner().invoke(args=["reindex", "--check"])
+    assert result.exit_code == 1 and f"missing: 1 ({case_id})" in result.output
+    assert app.test_cli_runner().invoke(args=["reindex", "--check"]).exit_code == 0
+
+
+def test_a_broken_index_folder_does_not_fail_the_save(data_dir, caplog):
+    app = make_app(data_dir)
+    with app.app_context():
+        db = get_db()
+        department_id = users.get_department_by_code(db, "kumin-koseki")["department_id"]
+        users.create_user(db, users.SYSTEM, login="hanako", display_name="花子",
+                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    index = search.index_path(data_dir)
+    shutil.rmtree(index)
+    index.write_text("not a folder")  # the disk says no
+    search._forget(data_dir)
+    client = app.test_client()
+    login(client, "hanako")
+    with caplog.at_level(logging.ERROR, logger="kb.search"):
+        case_id = file_report(client, "near_miss")
+    assert "could not update the search index" in caplog.text
+    with app.app_context():
+        assert get_db().execute("SELECT count(*) FROM cases WHERE case_id = ?", [case_id]).fetchone()[0] == 1
+    index.unlink()
+    restarted = make_app(data_dir)  # a missing index is rebuilt at start, the new case included
+    with restarted.app_context():
+        assert search.check(search.get_index(data_dir), get_db()) == {"missing": [], "stale": [], "orphaned": []}
+
+
+def test_backup_while_running_restores_into_a_new_folder_with_the_same_cases(app, data_dir, tmp_path):
+    with app.app_context():
+        db = get_db()  # the app holds the database open, in WAL mode
+        db.execute("UPDATE cases SET title = title || '（バックアップ前）' WHERE external_id = 'ext-0001'")
+        expected = db.execute("SELECT case_id, title, version FROM cases ORDER BY case_id").fetchall()
+        result = app.test_cli_runner().invoke(args=["backup", str(tmp_path / "backups")])
+        assert result.exit_code == 0, result.output
+        copy = next((tmp_path / "backups").glob("kb-*.sqlite3"))
+    target = tmp_path / "restored"
+    backup.restore(copy, target)
+    restored = make_app(target)
+    with restored.app_context():
+        db = get_db()
+        assert db.execute("SELECT case_id, title, version FROM cases ORDER BY case_id").fetchall() == expected
+        hits = search.search_cases(search.get_index(target), db, users.READER, "バックアップ前")
+        assert hits.hits[0]["external_id"] == "ext-0001"
+    again = app.test_cli_runner().invoke(args=["backup", str(copy)])
+    assert again.exit_code == 1 and "上書きしません" in again.output
+
+
+def test_restore_command_keeps_the_old_database(app, data_dir, tmp_path):
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    result = app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert list(Path(data_dir).glob("kb.sqlite3.before-restore-*"))
+    assert not search.is_current(data_dir)
+
+
+# --- a server killed while staff are filing -----------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir, port):
+    env = dict(os.environ, KB_DATA_DIR=str(data_dir), KB_SECRET_KEY="crash-test-secret",
+               KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="1000 per minute", KB_THREADS="4")
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"], cwd=ROOT,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+class Reporter:
+    """A member of staff filing near-misses over HTTP, remembering what was acknowledged."""
+
+    def __init__(self, base, login_id):
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = self.opener.open(base + "/login", timeout=5).read().decode()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        self.opener.open(base + "/login", urllib.parse.urlencode(
+            {"csrf_token": token, "login": login_id, "password": PASSWORD}).encode(), timeout=5)
+        self.acknowledged = {}
+
+    def file(self, number):
+        page = self.opener.open(self.base + "/reports/new/near_miss", timeout=5).read().decode()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        summary = f"停止試験の報告 {number} 番：封入前に宛名を読み合わせて気づいた。"
+        response = self.opener.open(self.base + "/reports/new/near_miss", urllib.parse.urlencode({
+            "csrf_token": token, "action": "save", "summary": summary,
+            "how_found": "読み合わせ", "task": "postal"}).encode(), timeout=5)
+        case_id = int(re.search(r"/reports/(\d+)/edit", response.geturl()).group(1))
+        self.acknowledged[case_id] = summary
+
+
+def test_killing_the_server_mid_filing_loses_nothing_acknowledged(data_dir):
+    app = make_app(data_dir)
+    with app.app_context():
+        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
+        for n in range(3):
+            users.create_user(get_db(), users.SYSTEM, login=f"filer{n}", display_name=f"職員{n}",
+                              department_id=department_id, roles=["staff"], password=PASSWORD)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(data_dir, port)
+    reporters = [Reporter(base, f"filer{n}") for n in range(3)]
+    stop = threading.Event()
+
+    def keep_filing(reporter, offset):
+        number = offset
+        while not stop.is_set():
+            try:
+                reporter.file(number)
+            except Exception:  # the server died under us: not acknowledged
+                return
+            number += 3
+
+    threads = [threading.Thread(target=keep_filing, args=(r, i)) for i, r in enumerate(reporters)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    acknowledged = {k: v for r in reporters for k, v in r.acknowledged.items()}
+    assert len(acknowledged) >= 5
+
+    with sqlite3.connect(database_path(data_dir)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = dict(conn.execute("SELECT case_id, summary FROM cases WHERE origin = 'internal'"))
+    for case_id, summary in acknowledged.items():
+        assert stored.get(case_id) == summary
+
+    server = start_server(data_dir, port)  # the restart repairs the index in the background
+    try:
+        app = make_app(data_dir)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with app.app_context():
+                drift = search.check(search.get_index(data_dir), get_db())
+            if not any(drift.values()):
+                break
+            time.sleep(0.5)
+        assert drift == {"missing": [], "stale": [], "orphaned": []}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
