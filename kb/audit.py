@@ -31,16 +31,40 @@ def record(db, actor, action: str, *, case_id=None, target=None, detail=None,
     })
 
 
-def list_entries(db, actor, *, limit=200) -> list[dict]:
-    """The newest entries first. Admins only.
+def list_entries(db, actor, *, action: str = "", login: str = "", case_id=None,
+                 start: str = "", end: str = "", limit: int | None = 200) -> list[dict]:
+    """The newest entries first, filtered by action, actor login, case and day. Admins only.
 
     Entries by the reporter of a case that is anonymous now are shown without a name,
     whatever they recorded when the report was not yet anonymous.
     """
     require_role(actor, "admin")
-    rows = db.query(
-        "SELECT a.*, (c.anonymous = 1 AND a.user_id = c.reporter_id) AS hide_actor"
-        " FROM audit_log a LEFT JOIN cases c ON c.case_id = a.case_id"
-        " ORDER BY a.audit_id DESC LIMIT ?", [limit])
+    clauses, params = [], []
+    if action:
+        clauses.append("a.action = ?")
+        params.append(action)
+    if login:
+        clauses.append("a.actor = ? AND NOT coalesce(c.anonymous = 1 AND a.user_id = c.reporter_id, 0)")
+        params.append(login)
+    if case_id not in (None, ""):
+        clauses.append("a.case_id = ?")
+        params.append(int(case_id))
+    if start:
+        clauses.append("a.at >= ?")
+        params.append(start)
+    if end:
+        clauses.append("substr(a.at, 1, 10) <= ?")
+        params.append(end)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = ("SELECT a.*, coalesce(c.anonymous = 1 AND a.user_id = c.reporter_id, 0) AS hide_actor"
+           " FROM audit_log a LEFT JOIN cases c ON c.case_id = a.case_id"
+           f"{where} ORDER BY a.audit_id DESC")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = db.query(sql, params)
     return [dict(row, actor=ANONYMOUS_ACTOR, user_id=None) if row.pop("hide_actor") else row
             for row in rows]
+
+
+def actions(db) -> list[str]:
+    return [row[0] for row in db.execute("SELECT DISTINCT action FROM audit_log ORDER BY action")]

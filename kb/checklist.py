@@ -100,7 +100,7 @@ def _sequence(node) -> list[str]:
     return [str(item.value).strip() for item in node.value if isinstance(item, yaml.ScalarNode)]
 
 
-def load_checklist(db, path) -> bool:
+def load_checklist(db, path, actor=None) -> bool:
     """Store the checklist version in ``path`` and make it current.
 
     Returns False, changing nothing, when that version is already stored.
@@ -131,6 +131,7 @@ def load_checklist(db, path) -> bool:
                     "position": position,
                 })
                 position += 1
+        audit.record(db, actor, "checklist_load", target=checklist["version"])
     return True
 
 

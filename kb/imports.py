@@ -22,6 +22,7 @@ from kb import analysis, audit
 from kb.cases import INCIDENT_TYPE_LABELS, INCIDENT_TYPES, TASK_LABELS, TASKS, infer_task
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Invalid, NotFound
+from kb.reports import clean_text
 from kb.roles import require_role
 
 MAX_BYTES = 20 * 2**20  # larger files are refused before they are read
@@ -192,7 +193,7 @@ def _text(value) -> str:
         return ""
     if not isinstance(value, str):
         raise TypeError
-    return value.strip()
+    return clean_text(value)
 
 
 def _list(value, name: str) -> list[str]:

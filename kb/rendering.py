@@ -9,7 +9,7 @@ import io
 
 import markdown
 import nh3
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from kb import cases, reports, roles, statutory
 
@@ -23,8 +23,13 @@ MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "nl2br")
 
 def render_markdown(text: str | None) -> Markup:
     """Safe HTML for a Markdown text; links get rel="noopener noreferrer"."""
-    html = markdown.markdown(text or "", extensions=list(MARKDOWN_EXTENSIONS),
-                             output_format="html")
+    try:
+        html = markdown.markdown(text or "", extensions=list(MARKDOWN_EXTENSIONS),
+                                 output_format="html")
+    except RecursionError:
+        # Nesting deep enough to exhaust the parser (「- - - - …」 by the thousand) is shown
+        # as the plain text it is rather than failing the page.
+        return Markup("<p>") + escape(text).replace("\n", Markup("<br>")) + Markup("</p>")
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -71,6 +71,15 @@ VAGUE_CAUSES = ("注意不足", "確認不足", "不注意", "確認漏れ", "�
 FILLER = re.compile(r"[\s、。・,.!！?？「」『』()（）]|による|のため|ため|こと|した|して|が|の|を|に|で|と|も|は")
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(value) -> str:
+    """Typed text without control characters (a pasted NUL, a bell, bidi overrides);
+    new lines and tabs stay."""
+    return CONTROL_CHARACTERS.sub("", (value or "").replace("\r\n", "\n")).strip()
+
+
 def label_of(field: str, kind: str) -> str:
     """The Japanese name of a form field (``whys-2``, ``countermeasures-0-text`` included)."""
     if field.startswith("whys-"):
@@ -107,21 +116,21 @@ def report_from_form(form, kind: str) -> dict:
     report = empty_report(kind)
     for column in TEXT_COLUMNS + ("occurred_on", "discovered_on", "task", "incident_type",
                                   "rule_status", "disclosure", "affected_count"):
-        report[column] = (form.get(column) or "").replace("\r\n", "\n").strip()
+        report[column] = clean_text(form.get(column))
     for flag in FLAG_COLUMNS:
         report[flag] = form.get(flag) in ("1", "y", "on", "true")
     report["version"] = form.get("version") or None
-    report["data_items"] = _split_items(form.get("data_items", ""))
+    report["data_items"] = _split_items(clean_text(form.get("data_items")))
     report["factors"] = form.getlist("factors")
     report["checklist_items"] = [code.strip() for code in form.getlist("checklist_items")
                                  if code.strip()]
-    report["whys"] = [(form.get(f"whys-{i}") or "").strip() for i in range(MAX_WHYS)]
+    report["whys"] = [clean_text(form.get(f"whys-{i}")) for i in range(MAX_WHYS)]
     rows = min(_int(form.get("countermeasure_rows"), 0), MAX_COUNTERMEASURES)
     for i in range(rows):
         prefix = f"countermeasures-{i}-"
         row = {
             "countermeasure_id": _int(form.get(prefix + "id"), None),
-            "text": (form.get(prefix + "text") or "").strip(),
+            "text": clean_text(form.get(prefix + "text")),
             "type": form.get(prefix + "type") or "",
             "owner_department_id": form.get(prefix + "owner_department_id") or "",
             "due_on": (form.get(prefix + "due_on") or "").strip(),

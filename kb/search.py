@@ -386,8 +386,10 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
     user may read: hits it refuses are dropped.
     """
     filters = {k: v for k, v in (filters or {}).items() if k in FACETS and v}
-    key = (ix.latest_generation(), text, tuple(sorted(filters.items())), sort, page, page_size,
-           _visibility_key(user))
+    # The folder is part of the key: two indexes (a restore, a test's copy) can share a
+    # generation number.
+    key = (ix.storage.folder, ix.latest_generation(), text, tuple(sorted(filters.items())),
+           sort, page, page_size, _visibility_key(user))
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:

@@ -156,7 +156,7 @@ def confirm_not_personal_data(db, actor, case_id: int, field: str, text: str) ->
 
 
 def _comment(text: str, required: bool) -> str:
-    text = (text or "").strip()
+    text = reports.clean_text(text)
     if required and not text:
         raise Invalid({"comment": ["差し戻す理由を書いてください。報告者が直すところが分かるようにします。"]})
     if len(text) > COMMENT_LIMIT:

@@ -144,6 +144,7 @@ def add_case(db, actor, workshop_id: int, case_id: int) -> bool:
         db["workshop_cases"].insert({"workshop_id": workshop_id, "case_id": case_id,
                                      "position": count, "note": ""})
         db["workshops"].update(workshop_id, {"updated_at": utcnow()})
+        audit.record(db, actor, "workshop_add_case", case_id=case_id, target=str(workshop_id))
     return True
 
 
@@ -152,6 +153,7 @@ def remove_case(db, actor, workshop_id: int, case_id: int) -> None:
     with transaction(db):
         db.execute("DELETE FROM workshop_cases WHERE workshop_id = ? AND case_id = ?",
                    [workshop_id, case_id])
+        audit.record(db, actor, "workshop_remove_case", case_id=case_id, target=str(workshop_id))
         _renumber(db, workshop_id, [r[0] for r in db.execute(
             "SELECT case_id FROM workshop_cases WHERE workshop_id = ? ORDER BY position",
             [workshop_id])])
@@ -169,6 +171,7 @@ def move_case(db, actor, workshop_id: int, case_id: int, step: int) -> None:
     order.insert(target, order.pop(index))
     with transaction(db):
         _renumber(db, workshop_id, order)
+        audit.record(db, actor, "workshop_move_case", case_id=case_id, target=str(workshop_id))
 
 
 def _renumber(db, workshop_id: int, order: list[int]) -> None:
@@ -186,6 +189,7 @@ def set_note(db, actor, workshop_id: int, case_id: int, note: str) -> None:
     with transaction(db):
         db.execute("UPDATE workshop_cases SET note = ? WHERE workshop_id = ? AND case_id = ?",
                    [note, workshop_id, case_id])
+        audit.record(db, actor, "workshop_note", case_id=case_id, target=str(workshop_id))
         db["workshops"].update(workshop_id, {"updated_at": utcnow()})
 
 

@@ -121,3 +121,24 @@ def test_audit_log_page_lists_account_changes(client, signed_in):
 def test_unknown_user_page_is_404(client, signed_in):
     signed_in("admin")
     assert client.get("/admin/users/99999").status_code == 404
+
+
+def test_audit_log_filters_and_exports_csv(client, signed_in, make_user):
+    signed_in("admin")
+    make_user("taro", "staff")
+    client.post("/logout", data={"csrf_token": _token(client)})
+    login(client, "taro", "wrong-password")
+    login(client, "admin-user")
+    html = client.get("/admin/audit?action=login_failed").get_data(as_text=True)
+    table = html.split("<tbody>", 1)[1]
+    assert "<td>login_failed</td>" in table and "<td>user_create</td>" not in table
+    body = client.get("/admin/audit.csv?action=user_create").data
+    assert body.startswith(b"\xef\xbb\xbf")
+    text = body.decode("utf-8-sig")
+    assert text.splitlines()[0] == "日時 (UTC),利用者,操作,事例,対象,詳細"
+    assert "taro" in text and "login_failed" not in text
+
+
+def test_staff_cannot_export_the_audit_log(client, signed_in):
+    signed_in("staff")
+    assert client.get("/admin/audit.csv").status_code == 403

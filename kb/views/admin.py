@@ -1,6 +1,8 @@
 """Administration: accounts (create, change department and roles, deactivate) and the audit log."""
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+import re
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
@@ -10,6 +12,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from kb import audit, roles, users
 from kb.db import get_db
 from kb.exceptions import Invalid
+from kb.rendering import excel_csv
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -96,6 +99,32 @@ def edit_user(user_id: int):
     return render_template("admin/user_form.html", form=form, user=user)
 
 
+AUDIT_FILTERS = ("action", "login", "case_id", "start", "end")
+
+
+def _audit_filters() -> dict:
+    filters = {key: (request.args.get(key) or "").strip() for key in AUDIT_FILTERS}
+    if filters["case_id"] and not filters["case_id"].isdigit():
+        filters["case_id"] = ""
+    for key in ("start", "end"):
+        if filters[key] and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", filters[key]):
+            filters[key] = ""
+    return filters
+
+
 @bp.route("/audit")
 def audit_log():
-    return render_template("admin/audit.html", entries=audit.list_entries(get_db(), current_user))
+    db = get_db()
+    filters = _audit_filters()
+    return render_template("admin/audit.html", filters=filters, actions=audit.actions(db),
+                           entries=audit.list_entries(db, current_user, **filters))
+
+
+@bp.route("/audit.csv")
+def audit_csv():
+    entries = audit.list_entries(get_db(), current_user, limit=None, **_audit_filters())
+    body = excel_csv(["日時 (UTC)", "利用者", "操作", "事例", "対象", "詳細"],
+                     [[e["at"], e["actor"], e["action"], e["case_id"] or "", e["target"] or "",
+                       e["detail"]] for e in entries])
+    return Response(body, mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'})
