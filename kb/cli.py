@@ -1,7 +1,9 @@
 """Commands for `flask --app wsgi …`: thin wrappers around the core functions."""
 
+import atexit
 import json
 import secrets
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -211,6 +213,10 @@ def serve_command() -> None:
     import waitress
 
     config = current_app.config
+    config["INDEX_IN_BACKGROUND"] = True
+    # A stop (Ctrl+C or SIGTERM) lets the background indexer finish what it has queued.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    atexit.register(search.flush_all)
     migrate(get_db())  # a database from an older release is brought up to date first
     threading.Thread(target=_prepare_index, args=(current_app._get_current_object(),),
                      daemon=True).start()

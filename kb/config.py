@@ -33,6 +33,9 @@ THREADS = 8
 # Seconds a save waits for the search index's write lock before giving up (the save
 # still succeeds; `reindex --check` or the next start repairs the index).
 INDEX_WRITER_TIMEOUT = 10
+# Write the search index from a background thread after each commit (saves do not wait
+# for it, and concurrent saves share one index commit). `flask serve` turns this on.
+INDEX_IN_BACKGROUND = False
 # Cases per page in lists.
 PAGE_SIZE = 30
 # Largest request body (file uploads) accepted, in bytes; the importer itself takes 20 MB.

@@ -66,15 +66,38 @@ def index_path(data_dir) -> Path:
 
 
 def get_index(data_dir):
-    """The index in ``data_dir``, created empty if it does not exist."""
+    """The index in ``data_dir``, created empty if it does not exist. Opened once per
+    process; reopened only if its folder has gone (a rebuild swapped it, a test removed it)."""
     path = index_path(data_dir)
     key = str(path)
     with _lock:
-        if key not in _indexes or not whoosh_index.exists_in(path):
-            path.mkdir(parents=True, exist_ok=True)
-            _indexes[key] = (whoosh_index.open_dir(path) if whoosh_index.exists_in(path)
-                             else whoosh_index.create_in(path, build_schema()))
-        return _indexes[key]
+        ix = _indexes.get(key)
+        if ix is not None and path.is_dir():
+            return ix
+        path.mkdir(parents=True, exist_ok=True)
+        ix = _retrying(lambda: whoosh_index.open_dir(path) if whoosh_index.exists_in(path)
+                       else whoosh_index.create_in(path, build_schema()))
+        _indexes[key] = ix
+        return ix
+
+
+OPEN_ATTEMPTS = 5
+
+
+def _retrying(open_):
+    """Open a searcher or writer, retrying when a concurrent commit removed the table of
+    contents this one was about to read (Whoosh lists, then opens, the newest TOC)."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return open_()
+        except FileNotFoundError:
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+def open_searcher(ix):
+    return _retrying(ix.searcher)
 
 
 def _forget(data_dir) -> None:
@@ -117,7 +140,20 @@ def index_cases(ix, db, case_ids, *, timeout: float = WRITER_TIMEOUT) -> None:
     if not case_ids:
         return
     rows = {row["case_id"]: row for row in cases.index_rows(db, case_ids)}
-    with ix.writer(timeout=timeout) as writer:
+    # Threads of this process queue here, instead of polling Whoosh's file lock.
+    if not _write_lock.acquire(timeout=timeout):
+        raise TimeoutError("the search index is busy")
+    try:
+        _write(ix, rows, case_ids, timeout)
+    finally:
+        _write_lock.release()
+
+
+_write_lock = threading.Lock()
+
+
+def _write(ix, rows, case_ids, timeout):
+    with _retrying(lambda: ix.writer(timeout=timeout)) as writer:
         for case_id in case_ids:
             if case_id in rows:
                 writer.update_document(**_document(rows[case_id]))
@@ -130,7 +166,7 @@ def index_case(ix, db, case_id: int) -> None:
 
 
 def unindex_case(ix, case_id: int) -> None:
-    with ix.writer(timeout=WRITER_TIMEOUT) as writer:
+    with _retrying(lambda: ix.writer(timeout=WRITER_TIMEOUT)) as writer:
         writer.delete_by_term("case_id", str(case_id))
 
 
@@ -173,7 +209,7 @@ def rebuild(db, data_dir, *, progress=None, procs: int = 1) -> int:
 def check(ix, db) -> dict[str, list[int]]:
     """Case ids whose document is missing, stale (older than SQLite) or orphaned."""
     expected = cases.index_stamps(db)
-    with ix.searcher() as searcher:
+    with open_searcher(ix) as searcher:
         indexed = {int(fields["case_id"]): fields.get("stamp")
                    for fields in searcher.all_stored_fields()}
     return {
@@ -421,7 +457,7 @@ def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=Non
     started = time.perf_counter()
     start = (max(page, 1) - 1) * page_size
     want = start + page_size
-    with ix.searcher() as searcher:
+    with open_searcher(ix) as searcher:
         plan = plan or ranking.plan_query(text, _idf(searcher))
         by_date = sort == "date" or plan.empty
         candidates, facets, total, partial = [], {}, 0, False
@@ -459,7 +495,7 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
     typed): its most distinctive bigrams, weighted, plus a lift for the same type."""
     if not text or not text.strip():
         return []
-    with ix.searcher() as searcher:
+    with open_searcher(ix) as searcher:
         keys = searcher.key_terms_from_text("body", text[:4000], numterms=24, normalize=True)
     plan = ranking.Plan(
         words=[ranking.Word([term], float(weight) * 4.0, False) for term, weight in keys],
@@ -478,12 +514,87 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
 
 def _index_after_commit(app):
     def hook(db, case_ids):
+        if app.config["INDEX_IN_BACKGROUND"]:
+            _indexer(app.config["DATA_DIR"], app.config["INDEX_WRITER_TIMEOUT"]).put(case_ids)
+            return
         try:
             index_cases(get_index(app.config["DATA_DIR"]), db, case_ids,
                         timeout=app.config["INDEX_WRITER_TIMEOUT"])
         except Exception:  # the report is saved; `reindex --check` or the next start heals
             log.exception("could not update the search index for cases %s", sorted(case_ids))
     return hook
+
+
+class _Indexer:
+    """One thread per index that writes what commits changed, in batches, so that a save
+    does not wait for the index and concurrent saves share one index commit. What is
+    still queued when the process dies is repaired at the next start."""
+
+    BATCH_WINDOW = 0.05  # seconds to gather more changes into one index commit
+
+    def __init__(self, data_dir, timeout):
+        self.data_dir, self.timeout = data_dir, timeout
+        self.pending: set[int] = set()
+        self.condition = threading.Condition()
+        self.busy = False
+        threading.Thread(target=self._run, name="kb-indexer", daemon=True).start()
+
+    def put(self, case_ids) -> None:
+        with self.condition:
+            self.pending.update(case_ids)
+            self.condition.notify_all()
+
+    def flush(self, timeout: float = 30) -> bool:
+        """Wait until everything queued so far is in the index."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while self.pending or self.busy:
+                if not self.condition.wait(deadline - time.monotonic()):
+                    return False
+        return True
+
+    def _run(self) -> None:
+        from kb.db import database_path, open_db
+
+        db = open_db(database_path(self.data_dir))
+        while True:
+            with self.condition:
+                while not self.pending:
+                    self.condition.wait()
+            time.sleep(self.BATCH_WINDOW)
+            with self.condition:
+                batch, self.pending, self.busy = self.pending, set(), True
+            try:
+                index_cases(get_index(self.data_dir), db, batch, timeout=self.timeout)
+            except Exception:
+                log.exception("could not update the search index for cases %s", sorted(batch))
+            finally:
+                with self.condition:
+                    self.busy = False
+                    self.condition.notify_all()
+
+
+_indexers: dict[str, _Indexer] = {}
+
+
+def _indexer(data_dir, timeout) -> _Indexer:
+    with _lock:
+        key = str(index_path(data_dir))
+        if key not in _indexers:
+            _indexers[key] = _Indexer(data_dir, timeout)
+        return _indexers[key]
+
+
+def flush_all(timeout: float = 30) -> None:
+    """Let every background indexer finish (at shutdown)."""
+    for indexer in list(_indexers.values()):
+        indexer.flush(timeout)
+
+
+def flush(data_dir, timeout: float = 30) -> bool:
+    """Wait for the background indexer of ``data_dir`` (if any) to catch up."""
+    indexer = _indexers.get(str(index_path(data_dir)))
+    return indexer.flush(timeout) if indexer else True
 
 
 def repair(db, data_dir) -> dict[str, list[int]]:
@@ -500,7 +611,7 @@ def repair(db, data_dir) -> dict[str, list[int]]:
 def warm(data_dir) -> None:
     """Load every segment's columns now, so the first search after start is not the slow one."""
     ix = get_index(data_dir)
-    with ix.searcher() as searcher:
+    with open_searcher(ix) as searcher:
         for reader, _ in searcher.reader().leaf_readers():
             _segment_data(reader)
 

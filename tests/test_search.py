@@ -278,3 +278,15 @@ def test_warming_loads_every_segment_before_the_first_search(app):
     with ix_of(app).searcher() as searcher:
         ids = {reader.segment().segment_id() for reader, _ in searcher.reader().leaf_readers()}
     assert ids and ids <= set(search._segments)
+
+
+def test_background_indexing_catches_up_after_the_save(data_dir, make_user):
+    from tests.conftest import make_app
+
+    app = make_app(data_dir, INDEX_IN_BACKGROUND=True)
+    reporter = make_user("bg-reporter", "staff")
+    client = app.test_client()
+    login(client, "bg-reporter")
+    case_id = file_report(client, "near_miss", near_miss_form(summary="背景索引ゼブラ柄の封筒で返送しそうになった。"))
+    assert search.flush(data_dir)
+    assert ids(find(app, reporter, "ゼブラ柄")) == [case_id]
