@@ -27,6 +27,16 @@ DEMO_ACCOUNTS = (
 )
 
 
+def _fail(error: Invalid, closing: str = "") -> None:
+    """Print each message of a refused command as "where: message" and exit 1."""
+    for where, messages in error.errors.items():
+        for message in messages:
+            click.echo(f"{where}: {message}", err=True)
+    if closing:
+        click.echo(closing, err=True)
+    sys.exit(1)
+
+
 def _seed(name: str) -> Path:
     return Path(current_app.config["SEED_DIR"]) / name
 
@@ -98,10 +108,7 @@ def create_user_command(login: str, display_name: str, department: str, roles) -
         user = users.create_user(db, users.SYSTEM, login=login, display_name=display_name,
                                  department_id=department_id, roles=roles, password=password)
     except Invalid as error:
-        for field, messages in error.errors.items():
-            for message in messages:
-                click.echo(f"{field}: {message}", err=True)
-        raise SystemExit(1)
+        _fail(error)
     click.echo(f"created user {user.login} ({user.department_name}; {', '.join(sorted(user.roles))})")
 
 
@@ -126,11 +133,7 @@ def import_cases_command(file: str, dry_run: bool) -> None:
                                                    progress=bar.update)
         except Invalid as error:
             bar.close()
-            for where, messages in error.errors.items():
-                for message in messages:
-                    click.echo(f"{where}: {message}", err=True)
-            click.echo("取り込みを中止しました。データベースは変更していません。", err=True)
-            sys.exit(1)
+            _fail(error, "取り込みを中止しました。データベースは変更していません。")
     prefix = "（試行）" if dry_run else ""
     click.echo(f"{prefix}新規 {result.new}件、更新 {result.updated}件、変更なし {result.unchanged}件、"
                f"重複の可能性 {len(result.duplicates)}件")
@@ -157,11 +160,7 @@ def import_checklist_command(file: str) -> None:
     try:
         loaded = checklist.load_checklist(get_db(), file)
     except Invalid as error:
-        for where, messages in error.errors.items():
-            for message in messages:
-                click.echo(f"{where}: {message}", err=True)
-        click.echo("チェックリストを読み込みませんでした。", err=True)
-        sys.exit(1)
+        _fail(error, "チェックリストを読み込みませんでした。")
     version = checklist.current_version(get_db())
     if loaded:
         click.echo(f"checklist version {version['version']} loaded and made current")
@@ -181,9 +180,7 @@ def backup_command(dest: str) -> None:
     try:
         path = backup.backup(current_app.config["DATA_DIR"], dest)
     except Invalid as error:
-        for messages in error.errors.values():
-            click.echo(messages[0], err=True)
-        sys.exit(1)
+        _fail(error)
     click.echo(f"backup written to {path} (integrity ok)")
 
 
@@ -200,9 +197,7 @@ def restore_command(source: str, yes: bool) -> None:
     try:
         path = backup.restore(source, current_app.config["DATA_DIR"])
     except Invalid as error:
-        for messages in error.errors.values():
-            click.echo(messages[0], err=True)
-        sys.exit(1)
+        _fail(error)
     click.echo(f"restored {source} to {path}; the search index will be rebuilt on start")
 
 
