@@ -1,7 +1,7 @@
 import re
 
 from kb.db import get_db
-from tests.conftest import PASSWORD, csrf_token, login, post_form
+from tests.conftest import PASSWORD, csrf_token, login
 
 FAILED = "ログインIDまたはパスワードが正しくありません。"
 

@@ -1,13 +1,11 @@
 """Importing cases of other municipalities: JSON Lines and CSV as Excel saves it."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from kb import imports, search, users
-from kb.db import get_db
 from kb.exceptions import Invalid
 
 SHARED_JSONL = Path(__file__).resolve().parent.parent / "data" / "seed" / "external_cases.jsonl"

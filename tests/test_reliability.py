@@ -16,8 +16,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from kb import backup, search, users
 from kb.db import database_path, get_db
 from tests.conftest import PASSWORD, login, make_app

@@ -7,7 +7,7 @@ import pytest
 from kb import reports
 from kb.db import get_db
 from tests.conftest import login
-from tests.reporting import file_report, incident_form, near_miss_form, new_case_id, post_report
+from tests.reporting import file_report, incident_form, near_miss_form, post_report
 
 
 def case_row(app, case_id):

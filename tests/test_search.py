@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from kb import ranking, search, users, workflow
+from kb import ranking, search, workflow
 from kb.db import get_db, mark_changed, transaction
 from tests.conftest import login
 from tests.reporting import file_report, near_miss_form

@@ -5,9 +5,9 @@ from datetime import date
 
 import pytest
 
-from kb import audit, cases, workflow
+from kb import audit, workflow
 from kb.db import get_db
-from tests.conftest import PASSWORD, csrf_token, login
+from tests.conftest import csrf_token, login
 from tests.reporting import file_report, incident_form, near_miss_form, workflow_post
 
 

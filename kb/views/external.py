@@ -9,7 +9,7 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
                    url_for)
 from flask_login import current_user
 
-from kb import cases, imports, roles
+from kb import imports, roles
 from kb.db import get_db
 from kb.exceptions import Invalid
 
