@@ -155,7 +155,8 @@ def main():
                                   password=PASSWORD)
         port = free_port()
         env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
-                   KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute", KB_THREADS="8")
+                   KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute",
+                   KB_THREADS=os.environ.get("KB_THREADS", "8"))
         log_path = Path(data_dir) / "server.log"
         log_file = log_path.open("w")
         server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"],
