@@ -391,6 +391,14 @@ def editable_case(db, actor, case_id: int) -> dict:
     return case
 
 
+def report_for_editing(db, actor, case_id: int) -> dict:
+    """The reporter's own draft as a report dict; the read is written to the audit log
+    (an unpublished case), without a name when the report is anonymous."""
+    case = editable_case(db, actor, case_id)
+    audit.record(db, actor, "case_read", case_id=case_id, anonymous=bool(case["anonymous"]))
+    return report_from_case(db, case_id)
+
+
 def save_report(db, actor, report: dict, *, case_id: int | None = None) -> int:
     """Save a draft: create it (``case_id`` None) or update the reporter's own draft.
 

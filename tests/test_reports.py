@@ -226,3 +226,13 @@ def test_reviewer_only_account_cannot_file(client, signed_in, app):
     assert count_cases(app) == before
     assert "報告の作成は、職員・所属長・研修担当の役割で行います" in \
         client.get("/reports/new").get_data(as_text=True)
+
+
+def test_opening_a_draft_is_an_audited_read(client, signed_in, app):
+    signed_in("staff")
+    case_id = file_report(client, "near_miss", near_miss_form(anonymous="1"))
+    client.get(f"/reports/{case_id}/edit")
+    with app.app_context():
+        rows = get_db().execute("SELECT actor, user_id FROM audit_log WHERE case_id = ? AND action = 'case_read'",
+                                [case_id]).fetchall()
+    assert rows and all(row == ("（匿名の報告者）", None) for row in rows)

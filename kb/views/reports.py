@@ -46,9 +46,10 @@ def create(kind):
 @bp.route("/<int:case_id>/edit", methods=["GET", "POST"])
 def edit(case_id):
     db = get_db()
-    reports.editable_case(db, current_user, case_id)
     if request.method == "GET":
-        return _render_form(reports.report_from_case(db, case_id), case_id=case_id)[0]
+        return _render_form(reports.report_for_editing(db, current_user, case_id),
+                            case_id=case_id)[0]
+    reports.editable_case(db, current_user, case_id)
     kind = reports.report_from_case(db, case_id)["kind"]
     return _handle_form(reports.report_from_form(request.form, kind), case_id=case_id)
 
