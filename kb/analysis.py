@@ -193,11 +193,6 @@ def tokens(text: str) -> list[tuple[str, int, int]]:
     return [token for kind, chars in runs(text) for token in run_tokens(kind, chars)]
 
 
-def segments(text: str) -> list[list[str]]:
-    """A query cut at spaces and script changes: for each segment, its token texts."""
-    return [[token for token, _, _ in run_tokens(kind, chars)] for kind, chars in runs(text)]
-
-
 PARTICLES = set("にをがでとへはのも")
 
 

@@ -16,7 +16,6 @@ KINDS = ("incident", "near_miss")
 KIND_LABELS = {"incident": "事故", "near_miss": "ヒヤリ・ハット"}
 ORIGINS = ("internal", "external")
 ORIGIN_LABELS = {"internal": "庁内", "external": "他自治体"}
-STATUSES = ("draft", "submitted", "approved", "published", "withdrawn")
 STATUS_LABELS = {
     "draft": "下書き", "submitted": "提出済み", "approved": "承認済み",
     "published": "公開", "withdrawn": "取り下げ",
@@ -189,14 +188,6 @@ def list_countermeasures(db, case_id: int) -> list[dict]:
     for row in rows:
         row["item_codes"] = sorted((row.pop("item_code_list") or "").split())
     return rows
-
-
-def count_cases(db, *, origin=None, status="published") -> int:
-    sql, params = "SELECT count(*) FROM cases WHERE status = ?", [status]
-    if origin:
-        sql += " AND origin = ?"
-        params.append(origin)
-    return db.execute(sql, params).fetchone()[0]
 
 
 # --- the search index's view of cases ------------------------------------------------

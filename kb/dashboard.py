@@ -14,7 +14,6 @@ from kb.roles import require_role
 
 ORIGINS = ("both", "internal", "external")
 CASE_DATE = "coalesce(c.occurred_on, c.discovered_on, c.published_on)"
-CHARTS = ("months", "types", "tasks", "departments", "items", "rules", "backlog")
 
 
 def parse_filters(actor, *, start: str = "", end: str = "", department_id=None,

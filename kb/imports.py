@@ -26,7 +26,6 @@ from kb.reports import clean_text
 from kb.roles import require_role
 
 MAX_BYTES = 20 * 2**20  # larger files are refused before they are read
-FORMATS = ("jsonl", "csv")
 
 # CSV header (Japanese or English, case and width folded) → record key.
 CSV_HEADERS = {

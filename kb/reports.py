@@ -13,7 +13,8 @@ import unicodedata
 from datetime import date
 
 from kb import audit, checklist, pii
-from kb.cases import INCIDENT_TYPES, KINDS, TASKS
+from kb.cases import (COUNTERMEASURE_STATUS_LABELS, COUNTERMEASURE_TYPE_LABELS, INCIDENT_TYPES,
+                      KINDS, RULE_STATUS_LABELS, TASKS)
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import require_role
@@ -26,10 +27,9 @@ FACTOR_LABELS = {
     "man": "人（Man）", "machine": "機器・システム（Machine）",
     "media": "手順・媒体（Media）", "management": "管理（Management）",
 }
-RULE_STATUSES = ("no_rule", "rule_unknown", "rule_not_followed", "followed_but_missed",
-                 "contractor")
-COUNTERMEASURE_TYPES = ("education", "mechanism", "rule", "sharing")
-COUNTERMEASURE_STATUSES = ("planned", "in_progress", "done")
+RULE_STATUSES = tuple(RULE_STATUS_LABELS)
+COUNTERMEASURE_TYPES = tuple(COUNTERMEASURE_TYPE_LABELS)
+COUNTERMEASURE_STATUSES = tuple(COUNTERMEASURE_STATUS_LABELS)
 MAX_WHYS = 5
 MAX_COUNTERMEASURES = 20
 MAX_DATA_ITEMS = 20

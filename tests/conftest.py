@@ -54,25 +54,26 @@ def client(app):
     return app.test_client()
 
 
+def add_user(app, login, *roles, department="kumin-koseki", active=True):
+    """Create an account in ``app``: add_user(app, "taro", "staff", department=…)."""
+    with app.app_context():
+        db = get_db()
+        department_id = users.get_department_by_code(db, department)["department_id"]
+        user = users.create_user(db, users.SYSTEM, login=login, display_name=f"{login} さん",
+                                 department_id=department_id, roles=roles or ("staff",),
+                                 password=PASSWORD)
+        if not active:
+            user = users.update_user(db, users.SYSTEM, user.user_id,
+                                     display_name=user.display_name,
+                                     department_id=department_id, roles=user.roles,
+                                     active=False)
+        return user
+
+
 @pytest.fixture
 def make_user(app):
     """Create an account: make_user("taro", "staff", department="kumin-koseki")."""
-
-    def build(login, *roles, department="kumin-koseki", active=True):
-        with app.app_context():
-            db = get_db()
-            department_id = users.get_department_by_code(db, department)["department_id"]
-            user = users.create_user(db, users.SYSTEM, login=login, display_name=f"{login} さん",
-                                     department_id=department_id, roles=roles or ("staff",),
-                                     password=PASSWORD)
-            if not active:
-                user = users.update_user(db, users.SYSTEM, user.user_id,
-                                         display_name=user.display_name,
-                                         department_id=department_id, roles=user.roles,
-                                         active=False)
-            return user
-
-    return build
+    return lambda login, *roles, **options: add_user(app, login, *roles, **options)
 
 
 def csrf_token(html: str) -> str:

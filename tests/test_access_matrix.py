@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from kb import search, users
+from kb import search
 from kb.db import DATABASE_FILE, get_db, utcnow
-from tests.conftest import PASSWORD, csrf_token, login, make_app
+from tests.conftest import add_user, csrf_token, login, make_app
 
 STATUSES = ("draft", "submitted", "approved", "published")
 VIEWERS = ("reporter", "colleague", "manager", "other_manager", "reviewer", "trainer", "admin")
@@ -48,14 +48,8 @@ def matrix(tmp_path_factory, seeded_db_file):
     shutil.copy(seeded_db_file, data_dir / DATABASE_FILE)
     shutil.copytree(search.index_path(seeded_db_file.parent), search.index_path(data_dir))
     app = make_app(data_dir, LOGIN_RATE_LIMIT="10000 per minute")
-    people = {}
-    with app.app_context():
-        db = get_db()
-        for name, (role, department) in ACCOUNTS.items():
-            department_id = users.get_department_by_code(db, department)["department_id"]
-            people[name] = users.create_user(db, users.SYSTEM, login=LOGINS[name], display_name=name,
-                                             department_id=department_id, roles=[role],
-                                             password=PASSWORD)
+    people = {name: add_user(app, LOGINS[name], role, department=department)
+              for name, (role, department) in ACCOUNTS.items()}
     return app, people
 
 

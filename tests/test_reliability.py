@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kb import backup, search, users
 from kb.db import database_path, get_db
-from tests.conftest import PASSWORD, login, make_app
+from tests.conftest import PASSWORD, add_user, login, make_app
 from tests.reporting import file_report, near_miss_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_held_index_lock_does_not_fail_the_save_and_check_heals_it(data_dir, make_user, caplog):
     app = make_app(data_dir, INDEX_WRITER_TIMEOUT=0.2)
-    with app.app_context():
-        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
-        users.create_user(get_db(), users.SYSTEM, login="hanako", display_name="花子",
-                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    add_user(app, "hanako", "staff")
     client = app.test_client()
     login(client, "hanako")
     ix = search.get_index(data_dir)
@@ -50,11 +47,7 @@ def test_a_held_index_lock_does_not_fail_the_save_and_check_heals_it(data_dir, m
 
 def test_a_broken_index_folder_does_not_fail_the_save(data_dir, caplog):
     app = make_app(data_dir)
-    with app.app_context():
-        db = get_db()
-        department_id = users.get_department_by_code(db, "kumin-koseki")["department_id"]
-        users.create_user(db, users.SYSTEM, login="hanako", display_name="花子",
-                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    add_user(app, "hanako", "staff")
     index = search.index_path(data_dir)
     shutil.rmtree(index)
     index.write_text("not a folder")  # the disk says no
@@ -149,11 +142,8 @@ class Reporter:
 
 def test_killing_the_server_mid_filing_loses_nothing_acknowledged(data_dir):
     app = make_app(data_dir)
-    with app.app_context():
-        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
-        for n in range(3):
-            users.create_user(get_db(), users.SYSTEM, login=f"filer{n}", display_name=f"職員{n}",
-                              department_id=department_id, roles=["staff"], password=PASSWORD)
+    for n in range(3):
+        add_user(app, f"filer{n}", "staff")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = start_server(data_dir, port)

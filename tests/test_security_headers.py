@@ -1,6 +1,4 @@
-from kb import users
-from kb.db import get_db
-from tests.conftest import PASSWORD, login, make_app
+from tests.conftest import add_user, login, make_app
 
 
 def test_security_headers_on_the_login_page(client):
@@ -55,10 +53,7 @@ def test_unexpected_error_gets_a_japanese_500_page(data_dir):
     def boom():
         raise RuntimeError("simulated failure")
 
-    with app.app_context():
-        department_id = users.get_department_by_code(get_db(), "kumin-koseki")["department_id"]
-        users.create_user(get_db(), users.SYSTEM, login="hanako", display_name="花子",
-                          department_id=department_id, roles=["staff"], password=PASSWORD)
+    add_user(app, "hanako", "staff")
     client = app.test_client()
     login(client, "hanako")
     response = client.get("/boom")
