@@ -178,16 +178,25 @@ def read_case(db, user, case_id: int) -> dict:
 
 def list_countermeasures(db, case_id: int) -> list[dict]:
     """The case's countermeasures in order, each with ``item_codes`` it is linked to."""
+    return countermeasures_of(db, [case_id]).get(case_id, [])
+
+
+def countermeasures_of(db, case_ids: list[int]) -> dict[int, list[dict]]:
+    """The countermeasures of several cases in one query, by case id (cases without any
+    are absent)."""
     rows = db.execute_returning_dicts(
         "SELECT m.*, d.name AS owner_department,"
         " (SELECT group_concat(item_code, ' ') FROM countermeasure_checklist_items l"
         "  WHERE l.countermeasure_id = m.countermeasure_id) AS item_code_list"
         " FROM countermeasures m"
         " LEFT JOIN departments d ON d.department_id = m.owner_department_id"
-        " WHERE m.case_id = ? ORDER BY m.position", [case_id])
+        f" WHERE m.case_id IN ({','.join('?' * len(case_ids))}) ORDER BY m.case_id, m.position",
+        list(case_ids))
+    found: dict[int, list[dict]] = {}
     for row in rows:
         row["item_codes"] = sorted((row.pop("item_code_list") or "").split())
-    return rows
+        found.setdefault(row["case_id"], []).append(row)
+    return found
 
 
 # --- the search index's view of cases ------------------------------------------------
@@ -239,9 +248,8 @@ def rows_for_results(db, user, case_ids: list[int]) -> dict[int, dict]:
     rows = db.execute_returning_dicts(
         f"{CASE_QUERY} WHERE c.case_id IN ({','.join('?' * len(case_ids))}) AND {where}",
         list(case_ids) + params)
-    found = {}
-    for row in rows:
-        case = _decode(row, user)
-        case["countermeasures"] = list_countermeasures(db, case["case_id"])[:3]
-        found[case["case_id"]] = case
+    found = {row["case_id"]: _decode(row, user) for row in rows}
+    measures = countermeasures_of(db, list(found)) if found else {}
+    for case_id, case in found.items():
+        case["countermeasures"] = measures.get(case_id, [])[:3]
     return found

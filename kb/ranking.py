@@ -18,6 +18,7 @@ little looser than a phrase (the order is not checked) and much cheaper; a "quot
 phrase" is required in one field the same way.
 """
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -249,6 +250,11 @@ def snippet(text: str, terms, *, width: int = 110) -> Markup:
     original spelling wrapped in <mark>; everything else escaped."""
     if not text:
         return Markup("")
+    return _snippet(text, frozenset(terms), width)
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of its arguments; tokenizing is the cost
+def _snippet(text: str, terms: frozenset, width: int) -> Markup:
     prefixes = {t for t in terms if len(t) == 1}
     spans = []
     for token, start, end in analysis.tokens(text):

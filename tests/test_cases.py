@@ -188,3 +188,21 @@ def test_cases_with_no_known_date_come_after_dated_ones(db, make_user):
     assert dated == sorted(dated, reverse=True)
     dates = [c["occurred_on"] or c["published_on"] for c in listed if c["occurred_on"] or c["published_on"]]
     assert dates == sorted(dates, reverse=True)
+
+
+def test_countermeasures_of_several_cases_come_grouped_and_in_order(app, make_user):
+    seed = {}
+    with open("data/seed/external_cases.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if len(record["countermeasures"]) >= 2:
+                seed[record["id"]] = record["countermeasures"]
+            if len(seed) == 3:
+                break
+    reporter = make_user("measureless", "staff")
+    without = add_internal_case(app, reporter=reporter, status="draft")
+    ids = {external_case_id(app, external_id): texts for external_id, texts in seed.items()}
+    with app.app_context():
+        found = cases.countermeasures_of(get_db(), [*ids, without])
+    assert {case_id: [m["text"] for m in measures] for case_id, measures in found.items()} == ids
+    assert all(m["case_id"] == case_id for case_id, measures in found.items() for m in measures)
