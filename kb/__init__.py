@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from kb import cli, config, db, rendering, search, security, views
+from kb import cli, config, db, indexer, rendering, search, security, views
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -17,7 +17,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(test_config or {})
 
     db.init_app(app)
-    search.init_app(app)
+    indexer.init_app(app)
     security.init_app(app)
     rendering.init_app(app)
     views.init_app(app)

@@ -12,7 +12,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import backup, checklist, imports, pii, reports, search, users
+from kb import backup, checklist, imports, indexer, pii, reports, search, users
 from kb.db import database_path, get_db, open_db
 from kb.exceptions import Invalid, NotFound
 from kb.migrations import migrate
@@ -211,7 +211,7 @@ def serve_command() -> None:
     config["INDEX_IN_BACKGROUND"] = True
     # A stop (Ctrl+C or SIGTERM) lets the background indexer finish what it has queued.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    atexit.register(search.flush_all)
+    atexit.register(indexer.flush_all)
     migrate(get_db())  # a database from an older release is brought up to date first
     threading.Thread(target=_prepare_index, args=(current_app._get_current_object(),),
                      daemon=True).start()

@@ -1,7 +1,7 @@
 """The full-text index: the only module that imports Whoosh (with kb/analysis.py).
 
 The index is a disposable cache of SQLite. Documents are written after the database
-commit (``kb.db`` runs the hook registered here), updated idempotently by case id, and
+commit (``kb.indexer`` decides when), updated idempotently by case id, and
 the whole index can be rebuilt from SQLite at any time (``flask --app wsgi reindex``);
 ``check`` compares it with SQLite. A missing or old-schema index is rebuilt when the app
 starts. Which of the hits a user may read is decided by the database, not the index.
@@ -510,92 +510,7 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
     return [dict(rows[case_id], score=score) for case_id, score in ranked if case_id in rows]
 
 
-# --- wiring ---------------------------------------------------------------------------
-
-def _index_after_commit(app):
-    def hook(db, case_ids):
-        if app.config["INDEX_IN_BACKGROUND"]:
-            _indexer(app.config["DATA_DIR"], app.config["INDEX_WRITER_TIMEOUT"]).put(case_ids)
-            return
-        try:
-            index_cases(get_index(app.config["DATA_DIR"]), db, case_ids,
-                        timeout=app.config["INDEX_WRITER_TIMEOUT"])
-        except Exception:  # the report is saved; `reindex --check` or the next start heals
-            log.exception("could not update the search index for cases %s", sorted(case_ids))
-    return hook
-
-
-class _Indexer:
-    """One thread per index that writes what commits changed, in batches, so that a save
-    does not wait for the index and concurrent saves share one index commit. What is
-    still queued when the process dies is repaired at the next start."""
-
-    BATCH_WINDOW = 0.05  # seconds to gather more changes into one index commit
-
-    def __init__(self, data_dir, timeout):
-        self.data_dir, self.timeout = data_dir, timeout
-        self.pending: set[int] = set()
-        self.condition = threading.Condition()
-        self.busy = False
-        threading.Thread(target=self._run, name="kb-indexer", daemon=True).start()
-
-    def put(self, case_ids) -> None:
-        with self.condition:
-            self.pending.update(case_ids)
-            self.condition.notify_all()
-
-    def flush(self, timeout: float = 30) -> bool:
-        """Wait until everything queued so far is in the index."""
-        deadline = time.monotonic() + timeout
-        with self.condition:
-            while self.pending or self.busy:
-                if not self.condition.wait(deadline - time.monotonic()):
-                    return False
-        return True
-
-    def _run(self) -> None:
-        from kb.db import database_path, open_db
-
-        db = open_db(database_path(self.data_dir))
-        while True:
-            with self.condition:
-                while not self.pending:
-                    self.condition.wait()
-            time.sleep(self.BATCH_WINDOW)
-            with self.condition:
-                batch, self.pending, self.busy = self.pending, set(), True
-            try:
-                index_cases(get_index(self.data_dir), db, batch, timeout=self.timeout)
-            except Exception:
-                log.exception("could not update the search index for cases %s", sorted(batch))
-            finally:
-                with self.condition:
-                    self.busy = False
-                    self.condition.notify_all()
-
-
-_indexers: dict[str, _Indexer] = {}
-
-
-def _indexer(data_dir, timeout) -> _Indexer:
-    with _lock:
-        key = str(index_path(data_dir))
-        if key not in _indexers:
-            _indexers[key] = _Indexer(data_dir, timeout)
-        return _indexers[key]
-
-
-def flush_all(timeout: float = 30) -> None:
-    """Let every background indexer finish (at shutdown)."""
-    for indexer in list(_indexers.values()):
-        indexer.flush(timeout)
-
-
-def flush(data_dir, timeout: float = 30) -> bool:
-    """Wait for the background indexer of ``data_dir`` (if any) to catch up."""
-    indexer = _indexers.get(str(index_path(data_dir)))
-    return indexer.flush(timeout) if indexer else True
-
+# --- upkeep ---------------------------------------------------------------------------
 
 def repair(db, data_dir) -> dict[str, list[int]]:
     """Heal whatever drift there is between the index and the database; return it."""
@@ -625,7 +540,3 @@ def ensure_index(app, db) -> bool:
     log.warning("search index was missing or of an old schema: rebuilt %d cases in %.1f s",
                 count, time.perf_counter() - started)
     return True
-
-
-def init_app(app) -> None:
-    app.extensions.setdefault("kb.after_commit", []).append(_index_after_commit(app))

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from kb import ranking, search, workflow
+from kb import indexer, ranking, search, workflow
 from kb.db import get_db, mark_changed, transaction
 from tests.conftest import login
 from tests.reporting import file_report, near_miss_form
@@ -288,5 +288,5 @@ def test_background_indexing_catches_up_after_the_save(data_dir, make_user):
     client = app.test_client()
     login(client, "bg-reporter")
     case_id = file_report(client, "near_miss", near_miss_form(summary="背景索引ゼブラ柄の封筒で返送しそうになった。"))
-    assert search.flush(data_dir)
+    assert indexer.flush(data_dir)
     assert ids(find(app, reporter, "ゼブラ柄")) == [case_id]
