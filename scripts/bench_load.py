@@ -4,12 +4,15 @@ was lost, duplicated or left out of the index.
 
 It starts `flask --app wsgi serve` (waitress) on a free loopback port with a throwaway data
 folder, signs N users in, and for a fixed time each one files near-misses, edits and
-submits their drafts, searches and reads cases. Requests go only to 127.0.0.1; the run
-stops by itself. At the end it checks that every acknowledged report exists exactly once
-with the content sent, that `reindex --check` finds no drift, and it prints throughput,
-p50/p95/p99 latency per action, errors by type, and the server's peak memory.
+submits their drafts, searches and reads cases, pausing before each step for a random time
+(exponential, mean --think seconds, default 2: a person who clicks every two seconds, far
+busier than anyone filing a report; --think 0 = no pause at all, a saturation test).
+Requests go only to 127.0.0.1; the run stops by itself. At the end it checks that every
+acknowledged report exists exactly once with the content sent, that `reindex --check` finds
+no drift, and it prints throughput, p50/p95/p99 latency per step and for the save and
+submit POSTs alone, errors by type, and the server's peak memory and CPU time.
 
-    .venv/bin/python scripts/bench_load.py [--users 20] [--seconds 60]
+    .venv/bin/python scripts/bench_load.py [--users 20] [--seconds 60] [--think 2]
 """
 
 import argparse
@@ -43,6 +46,11 @@ QUERIES = ["FAX 誤送信", "USB 紛失", "メール 宛先 間違い", "通知�
 DEPARTMENTS = ("kumin-koseki", "kumin-kazei", "fukushi-kourei", "kodomo-hoiku", "kenkou-suishin")
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 303 surfaces as an HTTPError, timed on its own
+
+
 def percentile(values, share):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))] if ordered else 0.0
@@ -51,8 +59,10 @@ def percentile(values, share):
 class User:
     def __init__(self, base, login, rng):
         self.base, self.rng = base, rng
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(cookies)
+        self.no_redirect = urllib.request.build_opener(cookies, NoRedirect)
+        self.requests: dict[str, list[float]] = defaultdict(list)
         page = self.get("/login")
         self.post("/login", {"csrf_token": self.token(page), "login": login, "password": PASSWORD})
         self.drafts: dict[int, tuple[int, str]] = {}  # case id → (version, summary)
@@ -61,13 +71,26 @@ class User:
         self.case_ids: list[int] = []
 
     def get(self, path):
-        with self.opener.open(self.base + path, timeout=30) as response:
-            return response.read().decode()
+        return self.get_url(self.base + path)[1]
 
-    def post(self, path, data):
-        with self.opener.open(self.base + path, urllib.parse.urlencode(data).encode(),
-                              timeout=30) as response:
+    def get_url(self, url):
+        with self.opener.open(url, timeout=30) as response:
             return response.geturl(), response.read().decode()
+
+    def post(self, path, data, label=None):
+        """POST and follow the redirect; ``label`` records the POST alone (the answer
+        that says the report is saved), apart from the page it redirects to."""
+        opener = self.opener if label is None else self.no_redirect
+        started = time.perf_counter()
+        try:
+            with opener.open(self.base + path, urllib.parse.urlencode(data).encode(),
+                             timeout=30) as response:
+                return response.geturl(), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            if label is None or exc.code not in (302, 303):
+                raise
+            self.requests[label].append((time.perf_counter() - started) * 1000)
+            return self.get_url(urllib.parse.urljoin(self.base + path, exc.headers["Location"]))
 
     @staticmethod
     def token(page):
@@ -78,7 +101,7 @@ class User:
         summary = f"負荷試験 {serial}：封入前に宛名と中身を読み合わせて別人の通知に気づいた。"
         url, _ = self.post("/reports/new/near_miss", {
             "csrf_token": self.token(page), "action": "save", "summary": summary,
-            "how_found": "二人で読み合わせた。", "task": "postal"})
+            "how_found": "二人で読み合わせた。", "task": "postal"}, label="save")
         case_id = int(re.search(r"/reports/(\d+)/edit", url).group(1))
         self.drafts[case_id] = (1, summary)
         self.acknowledged[case_id] = summary
@@ -93,7 +116,8 @@ class User:
         self.pending[case_id] = summary
         self.post(f"/reports/{case_id}/edit", {
             "csrf_token": self.token(page), "action": "save", "version": version,
-            "summary": summary, "how_found": "二人で読み合わせた。", "task": "postal"})
+            "summary": summary, "how_found": "二人で読み合わせた。", "task": "postal"},
+            label="save")
         self.drafts[case_id] = (version + 1, summary)
         self.acknowledged[case_id] = summary
 
@@ -106,7 +130,7 @@ class User:
         url, _ = self.post(f"/reports/{case_id}/edit", {
             "csrf_token": self.token(page), "action": "submit", "version": version,
             "summary": summary, "how_found": "二人で読み合わせた。", "task": "postal",
-            "pii_acknowledged": "1"})
+            "pii_acknowledged": "1"}, label="submit")
         if "/reports/mine" not in url:
             raise RuntimeError("submit refused")
 
@@ -137,10 +161,21 @@ def peak_memory_mb(pid):
         return float("nan")
 
 
+def cpu_seconds(pid):
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--think", type=float, default=2,
+                        help="mean pause in seconds before each of a user's steps"
+                             " (0: none, a saturation test)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir:
@@ -179,6 +214,11 @@ def main():
             serial = offset
             names, weights = zip(*ACTIONS)
             while time.time() < deadline:
+                if args.think:  # before each step, so that users do not all start at once
+                    pause = min(person.rng.expovariate(1 / args.think), 10 * args.think)
+                    time.sleep(max(0.0, min(pause, deadline - time.time())))
+                    if time.time() >= deadline:
+                        break
                 action = person.rng.choices(names, weights)[0]
                 started = time.perf_counter()
                 try:
@@ -202,6 +242,7 @@ def main():
             thread.join()
         elapsed = time.time() - started
         memory = peak_memory_mb(server.pid)
+        cpu = cpu_seconds(server.pid)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         log_file.close()
@@ -225,13 +266,21 @@ def main():
                                cwd=ROOT, env=env, capture_output=True, text=True)
 
     total = sum(len(v) for v in timings.values())
-    print(f"{args.users} users for {elapsed:.0f} s: {total} actions, {total / elapsed:.1f} actions/s")
-    for name, _ in ACTIONS:
-        values = timings[name]
-        print(f"  {name:<7} n={len(values):>5}  p50 {percentile(values, .5):6.1f} ms"
+    pace = f"pausing {args.think:g} s on average between steps" if args.think else "without pauses"
+    print(f"{args.users} users for {elapsed:.0f} s, {pace}: {total} actions,"
+          f" {total / elapsed:.1f} actions/s")
+    requests = defaultdict(list)
+    for person in people:
+        for label, values in person.requests.items():
+            requests[label] += values
+    rows = [(f"{name} (whole step)", timings[name]) for name, _ in ACTIONS]
+    rows += [(f"{label} POST alone", requests[label]) for label in ("save", "submit")]
+    for name, values in rows:
+        print(f"  {name:<20} n={len(values):>5}  p50 {percentile(values, .5):6.1f} ms"
               f"  p95 {percentile(values, .95):6.1f} ms  p99 {percentile(values, .99):6.1f} ms")
     print(f"errors: {dict(errors) or 'none'}")
-    print(f"server peak memory: {memory:.0f} MB")
+    print(f"server peak memory: {memory:.0f} MB; server CPU {cpu:.1f} s"
+          f" ({cpu / elapsed:.0%} of one core)")
     for line in server_errors:
         print(f"  server log: {line}")
     print(f"acknowledged reports: {len(acknowledged)}; lost or changed: {len(lost)};"

@@ -191,3 +191,20 @@ def test_killing_the_server_mid_filing_loses_nothing_acknowledged(data_dir):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_load_script_runs_its_own_checks_and_reports_every_action():
+    """A short run of scripts/bench_load.py: its end-of-run checks (nothing lost or
+    duplicated, index in line, no 5xx) decide its exit code."""
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_load.py", "--users", "3", "--seconds", "3", "--think", "0.2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout
+    assert "3 users for" in report and "pausing 0.2 s on average" in report
+    for line in ("file (whole step)", "search (whole step)", "submit POST alone"):
+        assert re.search(rf"{re.escape(line)}\s+n=\s*\d+\s+p50\s+[\d.]+ ms", report), line
+    assert "errors: none" in report
+    assert re.search(r"acknowledged reports: [1-9]\d*; lost or changed: 0; duplicated: 0;"
+                     r" integrity: ok", report)
+    assert "reindex --check: exit 0" in report
