@@ -19,6 +19,8 @@ from whoosh import index as whoosh_index
 import numpy as np
 from whoosh import formats
 from whoosh.fields import ID, KEYWORD, STORED, FieldType, Schema
+from whoosh.reading import EmptyReader, MultiReader, SegmentReader
+from whoosh.searching import Searcher
 
 from kb import analysis, cases, ranking, users
 
@@ -97,7 +99,53 @@ def _retrying(open_):
 
 
 def open_searcher(ix):
-    return _retrying(ix.searcher)
+    """A searcher of the newest index generation. Use it in a ``with`` block, in one thread."""
+    return _retrying(lambda: _searcher(ix))
+
+
+class _ThreadReaders(threading.local):
+    """Each thread's open segment readers, by index folder, reused by its next searcher
+    while the segment and its deletions are unchanged: opening every segment's files for
+    every request was most of the cost of a small search. A reader is only ever used by
+    the thread that opened it. (Whoosh's own ``Searcher.refresh`` is not used: in
+    whoosh-reloaded 2.7.5 it keeps segments that a merge has replaced, so documents
+    show twice — see tests/test_search.py.)"""
+
+    FOLDERS = 4  # indexes a thread keeps readers open for (tests open many)
+
+    def __init__(self):
+        self.folders: OrderedDict[str, dict] = OrderedDict()
+
+
+_thread_readers = _ThreadReaders()
+
+
+def _searcher(ix):
+    toc = ix._read_toc()  # whoosh-reloaded is pinned (setup.cfg): this is its TOC reader
+    folder = ix.storage.folder
+    cache = _thread_readers.folders.pop(folder, {})
+    live = {}
+    try:
+        for segment in toc.segments:
+            key = (segment.segment_id(), segment.deleted_count())
+            live[key] = cache.pop(key, None) or SegmentReader(
+                ix.storage, toc.schema, segment, generation=toc.generation)
+    finally:
+        for reader in cache.values():  # merged away, or with new deletions
+            reader.close()
+        _thread_readers.folders[folder] = live
+        while len(_thread_readers.folders) > _ThreadReaders.FOLDERS:
+            for reader in _thread_readers.folders.popitem(last=False)[1].values():
+                reader.close()
+    _forget_segments(folder, {segment_id for segment_id, _ in live})
+    readers = list(live.values())
+    if not readers:
+        reader = EmptyReader(toc.schema)
+    elif len(readers) == 1:
+        reader = readers[0]
+    else:
+        reader = MultiReader(readers, generation=toc.generation)
+    return Searcher(reader, fromindex=ix, closereader=False)
 
 
 def _forget(data_dir) -> None:
@@ -269,12 +317,12 @@ class _SegmentData:
         return self.codes[name] == values.index(value)
 
 
-_segments: dict[str, _SegmentData] = {}
+_segments: dict[tuple[str, str], _SegmentData] = {}  # by (index folder, segment id)
 _segments_lock = threading.Lock()
 
 
-def _segment_data(reader) -> _SegmentData:
-    key = reader.segment().segment_id()
+def _segment_data(folder: str, reader) -> _SegmentData:
+    key = (folder, reader.segment().segment_id())
     with _segments_lock:
         data = _segments.get(key)
     if data is None:
@@ -284,12 +332,19 @@ def _segment_data(reader) -> _SegmentData:
     return data
 
 
+def _forget_segments(folder: str, live: set[str]) -> None:
+    """Drop the cached data of this index's segments that merges have replaced."""
+    with _segments_lock:
+        for key in [key for key in _segments if key[0] == folder and key[1] not in live]:
+            del _segments[key]
+
+
 class _View:
     """Boolean masks over one segment, from Whoosh postings, for kb.ranking."""
 
-    def __init__(self, reader, offset: int, searcher):
+    def __init__(self, reader, offset: int, searcher, folder: str):
         self.reader, self.offset, self.searcher = reader, offset, searcher
-        self.data = _segment_data(reader)
+        self.data = _segment_data(folder, reader)
         self.n = self.data.n
 
     def _ids_mask(self, ids) -> np.ndarray:
@@ -465,7 +520,7 @@ def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=Non
             if time.perf_counter() - started > time_limit:
                 partial = True
                 break
-            view = _View(reader, offset, searcher)
+            view = _View(reader, offset, searcher, ix.storage.folder)
             allowed = view.allowed(user, filters)
             if exclude is not None:
                 allowed &= ~view.term("case_id", str(exclude))
@@ -528,7 +583,7 @@ def warm(data_dir) -> None:
     ix = get_index(data_dir)
     with open_searcher(ix) as searcher:
         for reader, _ in searcher.reader().leaf_readers():
-            _segment_data(reader)
+            _segment_data(ix.storage.folder, reader)
 
 
 def ensure_index(app, db) -> bool:

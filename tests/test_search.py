@@ -277,7 +277,7 @@ def test_warming_loads_every_segment_before_the_first_search(app):
     search.warm(app.config["DATA_DIR"])
     with ix_of(app).searcher() as searcher:
         ids = {reader.segment().segment_id() for reader, _ in searcher.reader().leaf_readers()}
-    assert ids and ids <= set(search._segments)
+    assert ids and ids <= {segment_id for _, segment_id in search._segments}
 
 
 def test_background_indexing_catches_up_after_the_save(data_dir, make_user):
@@ -290,3 +290,56 @@ def test_background_indexing_catches_up_after_the_save(data_dir, make_user):
     case_id = file_report(client, "near_miss", near_miss_form(summary="背景索引ゼブラ柄の封筒で返送しそうになった。"))
     assert indexer.flush(data_dir)
     assert ids(find(app, reporter, "ゼブラ柄")) == [case_id]
+
+
+def leaves(searcher):
+    return [reader for reader, _ in searcher.reader().leaf_readers()]
+
+
+def test_segment_readers_are_reused_until_their_segment_changes(client, app, people):
+    ix = ix_of(app)
+    first = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒で申請書を返送しそうになった。")
+    file_report(client, "near_miss", near_miss_form(summary="水玉模様の封筒で通知を返送しそうになった。"))
+    with search.open_searcher(ix) as searcher:
+        before = {reader.segment().segment_id(): reader for reader in leaves(searcher)}
+    with search.open_searcher(ix) as searcher:
+        assert {id(reader) for reader in leaves(searcher)} == {id(r) for r in before.values()}
+
+    with app.app_context():  # a new version of the first report: a deletion in its segment
+        db = get_db()
+        with transaction(db):
+            db["cases"].update(first, {"title": "シマウマ柄の封筒",
+                                       "summary": "シマウマ柄の封筒で申請書を返送しそうになった。"})
+            mark_changed(db, first)
+    with search.open_searcher(ix) as searcher:
+        after = {reader.segment().segment_id(): reader for reader in leaves(searcher)}
+        deleted = {reader.segment().segment_id() for reader in leaves(searcher)
+                   if reader.segment().deleted_count()}
+    assert deleted, "updating a document deletes its old version in an older segment"
+    for segment_id in deleted & set(before):
+        assert after[segment_id] is not before[segment_id] and before[segment_id].is_closed
+    for segment_id in set(after) & set(before) - deleted:
+        assert after[segment_id] is before[segment_id]
+    assert ids(find(app, people["reporter"], "ゼブラ")) == []
+    assert ids(find(app, people["reporter"], "シマウマ")) == [first]
+
+
+def test_after_a_merge_every_case_is_found_once_and_old_segments_are_let_go(client, app, people):
+    ix = ix_of(app)
+    folder = ix.storage.folder
+    with search.open_searcher(ix) as searcher:
+        old = leaves(searcher)
+    login(client, "reporter")
+    filed = [file_report(client, "near_miss", near_miss_form(summary=f"ゼブラ柄の封筒 その{n}。"))
+             for n in range(3)]
+    assert len(ids(find(app, people["reporter"], "ゼブラ柄"))) == 3  # caches the segments' data
+    assert len({key for key in search._segments if key[0] == folder}) > 1
+    ix.optimize()  # merges every segment into one, as Whoosh's merges do over time
+    with app.app_context():
+        expected = get_db().execute("SELECT count(*) FROM cases WHERE status != 'withdrawn'").fetchone()[0]
+    with search.open_searcher(ix) as searcher:
+        assert searcher.doc_count() == expected
+        live = {reader.segment().segment_id() for reader in leaves(searcher)}
+    assert len(live) == 1 and all(reader.is_closed for reader in old)
+    assert sorted(ids(find(app, people["reporter"], "ゼブラ柄"))) == sorted(filed)
+    assert {segment_id for key_folder, segment_id in search._segments if key_folder == folder} <= live
