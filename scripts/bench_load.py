@@ -4,12 +4,13 @@ was lost, duplicated or left out of the index.
 
 It starts `flask --app wsgi serve` (waitress) on a free loopback port with a throwaway data
 folder, signs N users in, and for a fixed time each one files near-misses, edits and
-submits their drafts, searches and reads cases, pausing before each step for a random time
+submits their drafts, searches and reads cases (the first of each department also
+approves its reports as manager, the last one publishes them as reviewer), pausing before each step for a random time
 (exponential, mean --think seconds, default 2: a person who clicks every two seconds, far
 busier than anyone filing a report; --think 0 = no pause at all, a saturation test).
 Requests go only to 127.0.0.1; the run stops by itself. At the end it checks that every
-acknowledged report exists exactly once with the content sent, that `reindex --check` finds
-no drift, and it prints throughput, p50/p95/p99 latency per step and for the save and
+acknowledged report exists exactly once with the content sent and is found by search (a
+published one by another member of staff), that `reindex --check` finds no drift, and it prints throughput, p50/p95/p99 latency per step and for the save and
 submit POSTs alone, errors by type, and the server's peak memory and CPU time.
 
     .venv/bin/python scripts/bench_load.py [--users 20] [--seconds 60] [--think 2]
@@ -37,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb import create_app, users  # noqa: E402
+from kb import create_app, search, users  # noqa: E402
 from kb.db import database_path, get_db  # noqa: E402
 
 PASSWORD = "load-test-password"
@@ -57,8 +58,8 @@ def percentile(values, share):
 
 
 class User:
-    def __init__(self, base, login, rng):
-        self.base, self.rng = base, rng
+    def __init__(self, base, login, rng, duties=()):
+        self.base, self.rng, self.login, self.duties = base, rng, login, duties
         cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         self.opener = urllib.request.build_opener(cookies)
         self.no_redirect = urllib.request.build_opener(cookies, NoRedirect)
@@ -143,8 +144,37 @@ class User:
             return self.search(serial)
         self.get(f"/cases/{self.rng.choice(self.case_ids)}")
 
+    def approve(self, serial):
+        """A manager approves the oldest report of the department waiting for it."""
+        return self._decide("submitted", "approve", "承認しました", serial)
+
+    def publish(self, serial):
+        """The reviewer publishes the oldest approved report."""
+        return self._decide("approved", "publish", "公開しました", serial)
+
+    def _decide(self, queue, step, done, serial):
+        listed = re.search(r'href="/cases/(\d+)"', self.get(f"/reports/queue/{queue}"))
+        if not listed:
+            return IDLE
+        case_id = int(listed.group(1))
+        page = self.get(f"/cases/{case_id}")
+        _, answer = self.post(f"/reports/{case_id}/{step}", {"csrf_token": self.token(page)})
+        if done not in answer:
+            raise RuntimeError(f"{step} refused")
+
+    def actions(self):
+        return ACTIONS + tuple((duty, DUTY_WEIGHT) for duty in self.duties)
+
 
 ACTIONS = (("file", 25), ("edit", 15), ("submit", 10), ("search", 35), ("read", 15))
+DUTY_WEIGHT = 40  # how often a manager approves, or the reviewer publishes, among the above
+IDLE = "nothing to do"  # an empty queue: looked at, not timed as a step
+ROLE_OF_DUTY = {"approve": "manager", "publish": "reviewer"}
+
+
+def duties(n, count):
+    """The first user of each department is its manager; the last user is the reviewer."""
+    return (("approve",) if n < len(DEPARTMENTS) else ()) + (("publish",) if n == count - 1 else ())
 
 
 def free_port():
@@ -159,6 +189,28 @@ def peak_memory_mb(pid):
         return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
     except (OSError, AttributeError):
         return float("nan")
+
+
+def not_found_by_search(data_dir, acknowledged):
+    """How many reports were published, and the acknowledged reports that a search for
+    their serial number misses: published ones searched as any member of staff, the
+    others as their reporter (the only one who may see a draft)."""
+    app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "load"})
+    published, missing = 0, []
+    with app.app_context():
+        db = get_db()
+        ix = search.get_index(data_dir)
+        for case_id, status, reporter_id in db.execute(
+                "SELECT case_id, status, reporter_id FROM cases WHERE origin = 'internal'"):
+            if case_id not in acknowledged:
+                continue
+            published += status == "published"
+            user = users.READER if status == "published" else users.get_user(db, reporter_id)
+            serial = re.search(r"負荷試験 (\d+)", acknowledged[case_id]).group(1)
+            result = search.search_cases(ix, db, user, f"負荷試験 {serial}", page_size=50)
+            if case_id not in {hit["case_id"] for hit in result.hits}:
+                missing.append(case_id)
+    return published, missing
 
 
 def cpu_seconds(pid):
@@ -185,8 +237,9 @@ def main():
             db = get_db()
             for n in range(args.users):
                 department = users.get_department_by_code(db, DEPARTMENTS[n % len(DEPARTMENTS)])
+                roles = ["staff"] + [ROLE_OF_DUTY[duty] for duty in duties(n, args.users)]
                 users.create_user(db, users.SYSTEM, login=f"load{n:03d}", display_name=f"負荷{n}",
-                                  department_id=department["department_id"], roles=["staff"],
+                                  department_id=department["department_id"], roles=roles,
                                   password=PASSWORD)
         port = free_port()
         env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
@@ -203,7 +256,8 @@ def main():
                 break
             except OSError:
                 time.sleep(0.2)
-        people = [User(base, f"load{n:03d}", random.Random(n)) for n in range(args.users)]
+        people = [User(base, f"load{n:03d}", random.Random(n), duties(n, args.users))
+                  for n in range(args.users)]
 
         timings: dict[str, list[float]] = defaultdict(list)
         errors: Counter = Counter()
@@ -212,7 +266,7 @@ def main():
 
         def work(person, offset):
             serial = offset
-            names, weights = zip(*ACTIONS)
+            names, weights = zip(*person.actions())
             while time.time() < deadline:
                 if args.think:  # before each step, so that users do not all start at once
                     pause = min(person.rng.expovariate(1 / args.think), 10 * args.think)
@@ -222,7 +276,7 @@ def main():
                 action = person.rng.choices(names, weights)[0]
                 started = time.perf_counter()
                 try:
-                    getattr(person, action)(serial)
+                    outcome = getattr(person, action)(serial)
                 except urllib.error.HTTPError as exc:
                     with lock:
                         errors[f"{action}: HTTP {exc.code}"] += 1
@@ -230,8 +284,9 @@ def main():
                     with lock:
                         errors[f"{action}: {type(exc).__name__}"] += 1
                 else:
-                    with lock:
-                        timings[action].append((time.perf_counter() - started) * 1000)
+                    if outcome is not IDLE:
+                        with lock:
+                            timings[action].append((time.perf_counter() - started) * 1000)
                 serial += args.users
 
         started = time.time()
@@ -264,6 +319,7 @@ def main():
                 if stored.get(case_id) not in (summary, pending.get(case_id))]
         check = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "reindex", "--check"],
                                cwd=ROOT, env=env, capture_output=True, text=True)
+        published, unfound = not_found_by_search(data_dir, acknowledged)
 
     total = sum(len(v) for v in timings.values())
     pace = f"pausing {args.think:g} s on average between steps" if args.think else "without pauses"
@@ -273,7 +329,8 @@ def main():
     for person in people:
         for label, values in person.requests.items():
             requests[label] += values
-    rows = [(f"{name} (whole step)", timings[name]) for name, _ in ACTIONS]
+    rows = [(f"{name} (whole step)", timings[name])
+            for name, _ in ACTIONS + tuple((duty, 0) for duty in ROLE_OF_DUTY)]
     rows += [(f"{label} POST alone", requests[label]) for label in ("save", "submit")]
     for name, values in rows:
         print(f"  {name:<20} n={len(values):>5}  p50 {percentile(values, .5):6.1f} ms"
@@ -285,8 +342,10 @@ def main():
         print(f"  server log: {line}")
     print(f"acknowledged reports: {len(acknowledged)}; lost or changed: {len(lost)};"
           f" duplicated: {duplicates}; integrity: {integrity}")
+    print(f"search: {len(acknowledged) - len(unfound)} of {len(acknowledged)} acknowledged reports"
+          f" found ({published} published during the run, searched as another member of staff)")
     print(f"reindex --check: exit {check.returncode} ({check.stdout.strip().splitlines()[-1] if check.stdout.strip() else ''})")
-    failed = lost or duplicates or integrity != "ok" or check.returncode != 0 or \
+    failed = lost or duplicates or integrity != "ok" or check.returncode != 0 or unfound or \
         any("HTTP 5" in key for key in errors)
     sys.exit(1 if failed else 0)
 

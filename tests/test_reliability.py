@@ -195,7 +195,7 @@ def test_killing_the_server_mid_filing_loses_nothing_acknowledged(data_dir):
 
 def test_the_load_script_runs_its_own_checks_and_reports_every_action():
     """A short run of scripts/bench_load.py: its end-of-run checks (nothing lost or
-    duplicated, index in line, no 5xx) decide its exit code."""
+    duplicated, every report found by search, index in line, no 5xx) decide its exit code."""
     result = subprocess.run(
         [sys.executable, "scripts/bench_load.py", "--users", "3", "--seconds", "3", "--think", "0.2"],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
@@ -207,4 +207,5 @@ def test_the_load_script_runs_its_own_checks_and_reports_every_action():
     assert "errors: none" in report
     assert re.search(r"acknowledged reports: [1-9]\d*; lost or changed: 0; duplicated: 0;"
                      r" integrity: ok", report)
+    assert re.search(r"search: (\d+) of \1 acknowledged reports found", report)
     assert "reindex --check: exit 0" in report
