@@ -343,3 +343,22 @@ def test_after_a_merge_every_case_is_found_once_and_old_segments_are_let_go(clie
     assert len(live) == 1 and all(reader.is_closed for reader in old)
     assert sorted(ids(find(app, people["reporter"], "ゼブラ柄"))) == sorted(filed)
     assert {segment_id for key_folder, segment_id in search._segments if key_folder == folder} <= live
+
+
+def test_whoosh_refresh_keeps_segments_a_merge_replaced_so_we_do_not_use_it(tmp_path):
+    """Why kb.search builds its own searchers: in whoosh-reloaded 2.7.5 (pinned),
+    Searcher.refresh() after a merge still holds the merged-away segments."""
+    from whoosh import fields, index
+
+    ix = index.create_in(tmp_path, fields.Schema(case_id=fields.ID(stored=True, unique=True)))
+    for n in range(3):
+        writer = ix.writer()
+        writer.add_document(case_id=str(n))
+        writer.commit(merge=False)
+    stale = ix.searcher()
+    writer = ix.writer()
+    writer.add_document(case_id="3")
+    writer.commit(optimize=True)
+    assert stale.refresh().doc_count() > 4  # the bug: documents counted twice
+    with search.open_searcher(ix) as searcher:
+        assert searcher.doc_count() == 4
