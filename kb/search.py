@@ -7,7 +7,9 @@ the whole index can be rebuilt from SQLite at any time (``flask --app wsgi reind
 starts. Which of the hits a user may read is decided by the database, not the index.
 """
 
+import itertools
 import logging
+import math
 import shutil
 import threading
 import time
@@ -19,14 +21,12 @@ from whoosh import index as whoosh_index
 import numpy as np
 from whoosh import formats
 from whoosh.fields import ID, KEYWORD, STORED, FieldType, Schema
-from whoosh.reading import EmptyReader, MultiReader, SegmentReader
-from whoosh.searching import Searcher
 
 from kb import analysis, cases, ranking, users
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INDEX_FOLDER = f"index-v{SCHEMA_VERSION}.{analysis.ANALYSIS_VERSION}"
 WRITER_TIMEOUT = 10.0
 TIME_LIMIT = 0.45  # seconds a query may run before the segments searched so far are shown
@@ -39,9 +39,11 @@ FACETS = ("kind", "origin", "task", "incident_type", "department", "municipality
 def build_schema() -> Schema:
     # Text fields record only which documents hold a bigram: ranking (kb/ranking.py) needs
     # presence and document frequencies, not positions or BM25 statistics, and indexing
-    # without them is faster.
+    # without them is faster. They are "scorable" all the same: without a field-length
+    # column, whoosh-reloaded 2.7.5 asks the file system whether that column exists once
+    # for every posting it writes, which made a rebuild 1.4 times slower.
     def text():
-        return FieldType(formats.Existence(), analysis.JapaneseAnalyzer(), scorable=False)
+        return FieldType(formats.Existence(), analysis.JapaneseAnalyzer(), scorable=True)
 
     return Schema(
         case_id=ID(stored=True, unique=True),
@@ -99,53 +101,18 @@ def _retrying(open_):
 
 
 def open_searcher(ix):
-    """A searcher of the newest index generation. Use it in a ``with`` block, in one thread."""
-    return _retrying(lambda: _searcher(ix))
+    """A searcher of the newest index generation, opened fresh: use it in a ``with`` block.
 
-
-class _ThreadReaders(threading.local):
-    """Each thread's open segment readers, by index folder, reused by its next searcher
-    while the segment and its deletions are unchanged: opening every segment's files for
-    every request was most of the cost of a small search. A reader is only ever used by
-    the thread that opened it. (Whoosh's own ``Searcher.refresh`` is not used: in
-    whoosh-reloaded 2.7.5 it keeps segments that a merge has replaced, so documents
-    show twice — see tests/test_search.py.)"""
-
-    FOLDERS = 4  # indexes a thread keeps readers open for (tests open many)
-
-    def __init__(self):
-        self.folders: OrderedDict[str, dict] = OrderedDict()
-
-
-_thread_readers = _ThreadReaders()
-
-
-def _searcher(ix):
-    toc = ix._read_toc()  # whoosh-reloaded is pinned (setup.cfg): this is its TOC reader
-    folder = ix.storage.folder
-    cache = _thread_readers.folders.pop(folder, {})
-    live = {}
-    try:
-        for segment in toc.segments:
-            key = (segment.segment_id(), segment.deleted_count())
-            live[key] = cache.pop(key, None) or SegmentReader(
-                ix.storage, toc.schema, segment, generation=toc.generation)
-    finally:
-        for reader in cache.values():  # merged away, or with new deletions
-            reader.close()
-        _thread_readers.folders[folder] = live
-        while len(_thread_readers.folders) > _ThreadReaders.FOLDERS:
-            for reader in _thread_readers.folders.popitem(last=False)[1].values():
-                reader.close()
-    _forget_segments(folder, {segment_id for segment_id, _ in live})
-    readers = list(live.values())
-    if not readers:
-        reader = EmptyReader(toc.schema)
-    elif len(readers) == 1:
-        reader = readers[0]
-    else:
-        reader = MultiReader(readers, generation=toc.generation)
-    return Searcher(reader, fromindex=ix, closereader=False)
+    Whoosh's ``Searcher.refresh`` is not used: in whoosh-reloaded 2.7.5 it keeps segments that
+    a merge has replaced, so documents show twice (see tests/test_search.py). Keeping each
+    thread's segment readers open between requests was tried and measured: it saved a few
+    milliseconds per search but held about 77 MB per server thread at 100,000 cases.
+    """
+    searcher = _retrying(ix.searcher)
+    _forget_segments(ix.storage.folder, {reader.segment().segment_id()
+                                         for reader, _ in searcher.reader().leaf_readers()
+                                         if reader.segment() is not None})
+    return searcher
 
 
 def _forget(data_dir) -> None:
@@ -218,6 +185,14 @@ def unindex_case(ix, case_id: int) -> None:
         writer.delete_by_term("case_id", str(case_id))
 
 
+# A rebuild commits one segment per process for every REBUILD_CHUNK documents per process,
+# in chunks of equal size: Whoosh's writer sorts postings in memory up to limitmb and spills
+# to disk beyond it, and a spilling writer was two to four times slower (at 512 MB, 12,500
+# documents per process fit; 17,000 did not). Fewer, larger segments search faster.
+REBUILD_CHUNK = 12_500
+REBUILD_LIMIT_MB = 512
+
+
 def rebuild(db, data_dir, *, progress=None, procs: int = 1) -> int:
     """Build a fresh index from SQLite beside the old one, then swap it in.
 
@@ -229,14 +204,24 @@ def rebuild(db, data_dir, *, progress=None, procs: int = 1) -> int:
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     ix = whoosh_index.create_in(fresh, build_schema())
-    options = {"procs": procs, "limitmb": 128, "multisegment": True} if procs > 1 else {}
-    count = 0
-    with ix.writer(**options) as writer:
-        for row in cases.index_rows(db):
-            writer.add_document(**_document(row))
-            count += 1
-            if progress and count % 100 == 0:
-                progress(100)
+    options = {"limitmb": REBUILD_LIMIT_MB}
+    if procs > 1:
+        options.update(procs=procs, multisegment=True)
+    total = cases.count_index_rows(db)
+    chunk = math.ceil(total / max(1, math.ceil(total / (REBUILD_CHUNK * procs))))
+    rows, count = cases.index_rows(db), 0
+    while batch := list(itertools.islice(rows, max(chunk, 1))):
+        writer = ix.writer(**options)
+        try:
+            for row in batch:
+                writer.add_document(**_document(row))
+                count += 1
+                if progress and count % 100 == 0:
+                    progress(100)
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit(merge=False)
     if progress:
         progress(count % 100)
     old = path.with_name(path.name + ".old")
@@ -284,13 +269,13 @@ def is_current(data_dir) -> bool:
 
 SINGLE_VALUED = ("kind", "origin", "task", "incident_type", "department", "municipality",
                  "year", "rule_status")
-MASK_CACHE_BYTES = 64 * 2**20  # term masks kept per segment, at most
+MASK_CACHE_BYTES = 128 * 2**20  # term masks kept per index, about (one byte per document)
 
 
 class _SegmentData:
     """What a segment's searches reuse: facet columns as codes, dates, term masks."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, index_docs: int):
         self.n = reader.doc_count_all()
         self.codes, self.values = {}, {}
         for name in SINGLE_VALUED:
@@ -307,7 +292,9 @@ class _SegmentData:
         self.dates = np.array([int((value or "0").replace("-", "").ljust(8, "0")[:8])
                                for value in reader.column_reader("date")], dtype=np.int64)
         self.masks: OrderedDict = OrderedDict()
-        self.max_masks = max(64, MASK_CACHE_BYTES // max(self.n, 1))
+        # The same number of masks in every segment of the index: the bytes add up to
+        # MASK_CACHE_BYTES however many segments there are.
+        self.max_masks = max(64, MASK_CACHE_BYTES // max(index_docs, 1))
         self.lock = threading.Lock()
 
     def code_mask(self, name: str, value: str) -> np.ndarray:
@@ -321,12 +308,12 @@ _segments: dict[tuple[str, str], _SegmentData] = {}  # by (index folder, segment
 _segments_lock = threading.Lock()
 
 
-def _segment_data(folder: str, reader) -> _SegmentData:
+def _segment_data(folder: str, reader, index_docs: int) -> _SegmentData:
     key = (folder, reader.segment().segment_id())
     with _segments_lock:
         data = _segments.get(key)
     if data is None:
-        data = _SegmentData(reader)
+        data = _SegmentData(reader, index_docs)
         with _segments_lock:
             _segments[key] = data
     return data
@@ -344,7 +331,7 @@ class _View:
 
     def __init__(self, reader, offset: int, searcher, folder: str):
         self.reader, self.offset, self.searcher = reader, offset, searcher
-        self.data = _segment_data(folder, reader)
+        self.data = _segment_data(folder, reader, searcher.doc_count_all())
         self.n = self.data.n
 
     def _ids_mask(self, ids) -> np.ndarray:
@@ -509,36 +496,41 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
 
 
 def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=None, plan=None):
+    with open_searcher(ix) as searcher:
+        return _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit,
+                     exclude, plan)
+
+
+def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, exclude, plan):
     started = time.perf_counter()
     start = (max(page, 1) - 1) * page_size
     want = start + page_size
-    with open_searcher(ix) as searcher:
-        plan = plan or ranking.plan_query(text, _idf(searcher))
-        by_date = sort == "date" or plan.empty
-        candidates, facets, total, partial = [], {}, 0, False
-        for reader, offset in searcher.reader().leaf_readers():
-            if time.perf_counter() - started > time_limit:
-                partial = True
-                break
-            view = _View(reader, offset, searcher, ix.storage.folder)
-            allowed = view.allowed(user, filters)
-            if exclude is not None:
-                allowed &= ~view.term("case_id", str(exclude))
-            scores, matched = ranking.score_segment(plan, view, allowed)
-            total += int(np.count_nonzero(matched))
-            for name, counts in view.facet_counts(matched).items():
-                merged = facets.setdefault(name, {})
-                for value, count in counts.items():
-                    merged[value] = merged.get(value, 0) + count
-            for docnum in ranking.top(scores, view.data.dates, matched, want, by_date):
-                candidates.append((float(scores[docnum]), int(view.data.dates[docnum]),
-                                   reader, int(docnum)))
-        if by_date:
-            candidates.sort(key=lambda c: (-c[1], -c[0]))
-        else:
-            candidates.sort(key=lambda c: (-c[0], -c[1]))
-        ranked = [(int(reader.stored_fields(docnum)["case_id"]), round(score, 4))
-                  for score, _, reader, docnum in candidates[start:want]]
+    plan = plan or ranking.plan_query(text, _idf(searcher))
+    by_date = sort == "date" or plan.empty
+    candidates, facets, total, partial = [], {}, 0, False
+    for reader, offset in searcher.reader().leaf_readers():
+        if time.perf_counter() - started > time_limit:
+            partial = True
+            break
+        view = _View(reader, offset, searcher, ix.storage.folder)
+        allowed = view.allowed(user, filters)
+        if exclude is not None:
+            allowed &= ~view.term("case_id", str(exclude))
+        scores, matched = ranking.score_segment(plan, view, allowed)
+        total += int(np.count_nonzero(matched))
+        for name, counts in view.facet_counts(matched).items():
+            merged = facets.setdefault(name, {})
+            for value, count in counts.items():
+                merged[value] = merged.get(value, 0) + count
+        for docnum in ranking.top(scores, view.data.dates, matched, want, by_date):
+            candidates.append((float(scores[docnum]), int(view.data.dates[docnum]),
+                               reader, int(docnum)))
+    if by_date:
+        candidates.sort(key=lambda c: (-c[1], -c[0]))
+    else:
+        candidates.sort(key=lambda c: (-c[0], -c[1]))
+    ranked = [(int(reader.stored_fields(docnum)["case_id"]), round(score, 4))
+              for score, _, reader, docnum in candidates[start:want]]
     for name in FACETS:
         facets.setdefault(name, {})
     return total, ranked, facets, partial, plan.terms, plan.notices
@@ -552,15 +544,15 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
         return []
     with open_searcher(ix) as searcher:
         keys = searcher.key_terms_from_text("body", text[:4000], numterms=24, normalize=True)
-    plan = ranking.Plan(
-        words=[ranking.Word([term], float(weight) * 4.0, False) for term, weight in keys],
-        hinted_types=[incident_type] if incident_type else [],
-        terms=frozenset(term for term, _ in keys))
-    if not plan.words:
-        return []
-    # Drawn from the published cases only, whoever asks.
-    _, ranked, _, _, _, _ = _run(ix, "", users.READER, {}, "relevance", 1, limit, TIME_LIMIT,
-                                 exclude=exclude, plan=plan)
+        plan = ranking.Plan(
+            words=[ranking.Word([term], float(weight) * 4.0, False) for term, weight in keys],
+            hinted_types=[incident_type] if incident_type else [],
+            terms=frozenset(term for term, _ in keys))
+        if not plan.words:
+            return []
+        # Drawn from the published cases only, whoever asks.
+        _, ranked, _, _, _, _ = _rank(ix, searcher, "", users.READER, {}, "relevance", 1, limit,
+                                      TIME_LIMIT, exclude, plan)
     rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
     return [dict(rows[case_id], score=score) for case_id, score in ranked if case_id in rows]
 
@@ -583,7 +575,7 @@ def warm(data_dir) -> None:
     ix = get_index(data_dir)
     with open_searcher(ix) as searcher:
         for reader, _ in searcher.reader().leaf_readers():
-            _segment_data(ix.storage.folder, reader)
+            _segment_data(ix.storage.folder, reader, searcher.doc_count_all())
 
 
 def ensure_index(app, db) -> bool:
