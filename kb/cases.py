@@ -201,6 +201,8 @@ def countermeasures_of(db, case_ids: list[int]) -> dict[int, list[dict]]:
 
 # --- the search index's view of cases ------------------------------------------------
 
+INDEXED = "status != 'withdrawn'"  # the cases the search index holds
+
 INDEX_QUERY = (
     "SELECT c.*, d.name AS department_label,"
     " (SELECT group_concat(text, char(10)) FROM"
@@ -212,7 +214,7 @@ INDEX_QUERY = (
     "    JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = c.case_id))"
     "   AS item_codes"
     " FROM cases c LEFT JOIN departments d ON d.department_id = c.department_id"
-    " WHERE c.status != 'withdrawn'"
+    f" WHERE c.{INDEXED}"
 )
 
 
@@ -230,7 +232,7 @@ def index_rows(db, case_ids=None):
 
 def count_index_rows(db) -> int:
     """How many rows ``index_rows`` gives for the whole index."""
-    return db.execute("SELECT count(*) FROM cases WHERE status != 'withdrawn'").fetchone()[0]
+    return db.execute(f"SELECT count(*) FROM cases WHERE {INDEXED}").fetchone()[0]
 
 
 def index_stamp(row: dict) -> str:
@@ -241,7 +243,7 @@ def index_stamp(row: dict) -> str:
 def index_stamps(db) -> dict[int, str]:
     """The stamp every indexable case should have in the index."""
     return {row[0]: f"{row[1]}|{row[2]}" for row in db.execute(
-        "SELECT case_id, updated_at, version FROM cases WHERE status != 'withdrawn'")}
+        f"SELECT case_id, updated_at, version FROM cases WHERE {INDEXED}")}
 
 
 def rows_for_results(db, user, case_ids: list[int]) -> dict[int, dict]:

@@ -13,6 +13,7 @@ import threading
 import time
 
 from kb import search
+from kb.db import database_path, open_db
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ class _Indexer:
         return True
 
     def _run(self) -> None:
-        from kb.db import database_path, open_db
-
         db = open_db(database_path(self.data_dir))
         while True:
             with self.condition:

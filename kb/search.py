@@ -109,10 +109,16 @@ def open_searcher(ix):
     milliseconds per search but held about 77 MB per server thread at 100,000 cases.
     """
     searcher = _retrying(ix.searcher)
-    _forget_segments(ix.storage.folder, {reader.segment().segment_id()
-                                         for reader, _ in searcher.reader().leaf_readers()
-                                         if reader.segment() is not None})
+    _forget_segments(ix.storage.folder,
+                     {reader.segment().segment_id() for reader, _ in _segment_readers(searcher)})
     return searcher
+
+
+def _segment_readers(searcher):
+    """(reader, document offset) of each segment; none for an index without documents
+    (Whoosh gives it one reader that has no segment)."""
+    return [(reader, offset) for reader, offset in searcher.reader().leaf_readers()
+            if reader.segment() is not None]
 
 
 def _forget(data_dir) -> None:
@@ -508,7 +514,7 @@ def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, 
     plan = plan or ranking.plan_query(text, _idf(searcher))
     by_date = sort == "date" or plan.empty
     candidates, facets, total, partial = [], {}, 0, False
-    for reader, offset in searcher.reader().leaf_readers():
+    for reader, offset in _segment_readers(searcher):
         if time.perf_counter() - started > time_limit:
             partial = True
             break
@@ -574,7 +580,7 @@ def warm(data_dir) -> None:
     """Load every segment's columns now, so the first search after start is not the slow one."""
     ix = get_index(data_dir)
     with open_searcher(ix) as searcher:
-        for reader, _ in searcher.reader().leaf_readers():
+        for reader, _ in _segment_readers(searcher):
             _segment_data(ix.storage.folder, reader, searcher.doc_count_all())
 
 

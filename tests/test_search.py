@@ -337,3 +337,15 @@ def test_whoosh_refresh_keeps_segments_a_merge_replaced_so_we_do_not_use_it(tmp_
     assert stale.refresh().doc_count() > 4  # the bug: documents counted twice
     with search.open_searcher(ix) as searcher:
         assert searcher.doc_count() == 4
+
+
+def test_an_index_without_documents_finds_nothing_instead_of_failing(client, app, signed_in):
+    with app.app_context():
+        db = get_db()
+        with transaction(db):
+            db.execute("UPDATE cases SET status = 'withdrawn'")
+        search.rebuild(db, app.config["DATA_DIR"])  # nothing left to index
+    signed_in("staff")
+    response = client.get("/cases?q=FAX")
+    assert response.status_code == 200
+    assert "0件の事例" in response.get_data(as_text=True)
