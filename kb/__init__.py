@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from kb import cli, config, db, indexer, rendering, search, security, views
+from kb import cli, config, db, directory, indexer, rendering, search, security, views
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -19,6 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     indexer.init_app(app)
     security.init_app(app)
+    directory.init_app(app)
     rendering.init_app(app)
     views.init_app(app)
     cli.init_app(app)

@@ -1,6 +1,7 @@
 """Cases: incidents and near-misses, filed here or published by other municipalities.
 
-Every SQL statement about cases lives here, and so does the rule of who may read what:
+Every SQL statement about cases lives here, and so does the rule of who may read what
+(``readable_clause``, the one predicate every page, write check, list and aggregate uses):
 published cases are read by everyone; an unpublished one only by its reporter, the
 managers of its department and the reviewers. Drafts stay with their reporter.
 """
@@ -87,30 +88,62 @@ def infer_task(incident_type: str | None, channel: str | None) -> str:
 
 def _decode(row: dict, viewer) -> dict:
     """A case row for ``viewer``: JSON lists decoded, the reporter shown only to those
-    who handle the report, and never to anyone but the reporter when anonymous."""
+    who handle the report, never to anyone but the reporter when anonymous, and to
+    nobody once the case is published (it reads as a case for the whole office; the
+    audit log keeps who reported it)."""
     case = dict(row)
     for field in JSON_FIELDS:
         case[field] = json.loads(case[field] or "[]")
     own = case["reporter_id"] is not None and case["reporter_id"] == viewer.user_id
     handler = viewer.has_role("reviewer") or (
         viewer.has_role("manager") and case["department_id"] == viewer.department_id)
-    if not (own or (handler and not case["anonymous"])):
+    if case["status"] == "published" or not (own or (handler and not case["anonymous"])):
         case["reporter_name"] = None
     case["reported_by_viewer"] = own
     case.pop("reporter_id")
     return case
 
 
-def _visible_to(user) -> tuple[str, list]:
-    """A WHERE clause (on alias ``c``) selecting the cases ``user`` may read."""
-    clause = ["c.status = 'published'", "c.reporter_id = ?"]
+def readable_clause(user, alias: str = "c", *, drafts: bool = True) -> tuple[str, list]:
+    """A WHERE clause (on ``alias``) and its parameters selecting the cases ``user`` may
+    read: the one statement of the read rule, used by every page, list and aggregate.
+
+    Published cases are read by everyone; an unpublished report by its reporter, the
+    managers of its department once submitted, and the reviewers; a draft by its reporter
+    only. ``drafts=False`` leaves drafts out even for their reporter — what every count,
+    chart and shared list uses, since a draft belongs on its reporter's own pages only.
+    ``user`` None (or an account without id, such as ``users.READER``) reads the
+    published cases: what the whole office may read.
+    """
+    published = f"{alias}.status = 'published'"
+    if user is None or user.user_id is None:
+        return f"({published})", []
+    clause = [published, f"{alias}.reporter_id = ?"]
     params = [user.user_id]
     if user.has_role("reviewer"):
-        clause.append("c.status NOT IN ('draft')")
+        clause.append(f"{alias}.status != 'draft'")
     elif user.has_role("manager"):
-        clause.append("(c.department_id = ? AND c.status IN ('submitted', 'approved'))")
+        clause.append(f"({alias}.department_id = ?"
+                      f" AND {alias}.status IN ('submitted', 'approved'))")
         params.append(user.department_id)
-    return "(" + " OR ".join(clause) + ")", params
+    where = "(" + " OR ".join(clause) + ")"
+    if not drafts:
+        where = f"({where} AND {alias}.status != 'draft')"
+    return where, params
+
+
+def may_read(db, user, case_id: int) -> bool:
+    """Whether the case exists and ``user`` may read it (see ``readable_clause``)."""
+    where, params = readable_clause(user)
+    return db.execute(f"SELECT 1 FROM cases c WHERE c.case_id = ? AND {where}",
+                      [case_id] + params).fetchone() is not None
+
+
+def require_readable(db, user, case_id: int) -> None:
+    """NotFound unless ``user`` may read the case. Every write to a case calls this
+    before any other check, so a refusal never tells that an unreadable case exists."""
+    if not may_read(db, user, case_id):
+        raise NotFound(f"case {case_id}")
 
 
 # The date a case is filed under; cases with no known date come last.
@@ -129,7 +162,7 @@ def list_cases(db, user, *, q="", kind=None, origin=None, task=None, incident_ty
     ``q`` matches words in the title and summary (every word must appear). Returns
     {cases, total, page, pages}.
     """
-    where, params = _visible_to(user)
+    where, params = readable_clause(user)
     conditions = [where]
     for column, value, allowed in (("kind", kind, KINDS), ("origin", origin, ORIGINS),
                                    ("task", task, TASKS),
@@ -160,7 +193,7 @@ def read_case(db, user, case_id: int) -> dict:
     A case the user may not read is reported as missing, so its existence does not leak.
     Reading an unpublished case is written to the audit log.
     """
-    where, params = _visible_to(user)
+    where, params = readable_clause(user)
     rows = db.execute_returning_dicts(f"{CASE_QUERY} WHERE c.case_id = ? AND {where}",
                                       [case_id] + params)
     if not rows:
@@ -251,7 +284,7 @@ def rows_for_results(db, user, case_ids: list[int]) -> dict[int, dict]:
     countermeasures: the database has the last word on what a search may show."""
     if not case_ids:
         return {}
-    where, params = _visible_to(user)
+    where, params = readable_clause(user)
     rows = db.execute_returning_dicts(
         f"{CASE_QUERY} WHERE c.case_id IN ({','.join('?' * len(case_ids))}) AND {where}",
         list(case_ids) + params)

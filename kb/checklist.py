@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 
 from kb import audit
-from kb.cases import INCIDENT_TYPES, TASKS
+from kb.cases import INCIDENT_TYPES, TASKS, readable_clause, require_readable
 from kb.db import mark_changed, transaction, utcnow
-from kb.exceptions import Forbidden, Invalid, NotFound
+from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import require_role
 
 
@@ -26,6 +26,7 @@ def read_checklist_file(path) -> dict:
     """
     text = Path(path).read_text(encoding="utf-8-sig")
     try:
+        _check_depth(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -82,6 +83,26 @@ def read_checklist_file(path) -> dict:
         raise Invalid(errors)
     return {"version": version, "title": _scalar(top.get("title")) or "個人情報チェックリスト",
             "sections": sections}
+
+
+MAX_DEPTH = 20  # a checklist nests four deep; PyYAML's composer recurses per level
+
+
+def _check_depth(text: str) -> None:
+    """Invalid naming the line where the YAML nests deeper than MAX_DEPTH.
+
+    PyYAML's parser is iterative, its composer recursive: the events are read first so
+    that ``[[[[…`` is refused before it can exhaust the stack.
+    """
+    depth = 0
+    for event in yaml.parse(text):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise Invalid({f"{event.start_mark.line + 1}行目": [
+                    f"入れ子が深すぎます（{MAX_DEPTH}段まで）。チェックリストのYAMLではありません。"]})
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def _mapping(node) -> dict:
@@ -190,13 +211,18 @@ def get_item(db, code: str) -> dict:
                 removed=not item["is_current"])
 
 
+# The overview, item pages and cards are the same for every reader and get printed and
+# posted: they are built from what the whole office may read (published cases), never
+# from a report only some readers may see.
+PUBLIC, _ = readable_clause(None)
+
 # A published case touches an item through its own links or its countermeasures' links.
 TOUCHES = (
     "SELECT l.item_code AS code, c.case_id, m.countermeasure_id FROM countermeasure_checklist_items l"
     " JOIN countermeasures m USING (countermeasure_id) JOIN cases c ON c.case_id = m.case_id"
-    " WHERE c.status = 'published'"
+    f" WHERE {PUBLIC}"
     " UNION ALL SELECT i.item_code, i.case_id, NULL FROM case_checklist_items i"
-    " JOIN cases c USING (case_id) WHERE c.status = 'published'"
+    f" JOIN cases c USING (case_id) WHERE {PUBLIC}"
 )
 
 
@@ -221,7 +247,7 @@ def item_cases(db, code: str) -> dict:
     measures = db.execute_returning_dicts(
         "SELECT m.countermeasure_id, m.text, m.status, m.type, c.case_id, c.title AS case_title,"
         " c.origin FROM countermeasure_checklist_items l JOIN countermeasures m USING (countermeasure_id)"
-        " JOIN cases c ON c.case_id = m.case_id WHERE l.item_code = ? AND c.status = 'published'"
+        f" JOIN cases c ON c.case_id = m.case_id WHERE l.item_code = ? AND {PUBLIC}"
         " ORDER BY coalesce(c.occurred_on, c.discovered_on, c.published_on) DESC, m.countermeasure_id DESC",
         [code])
     return {"cases": cases, "countermeasures": measures}
@@ -229,21 +255,23 @@ def item_cases(db, code: str) -> dict:
 
 def revision_candidates(db, actor) -> dict[str, list[dict]]:
     """Reviewers' 改訂候補, by task: reports whose rule was missing or unknown, and
-    published cases linked to no item."""
+    published cases linked to no item (never a draft: only what the reviewer may read)."""
     require_role(actor, "reviewer")
+    readable, params = readable_clause(actor, drafts=False)
     rows = db.execute_returning_dicts(
         "SELECT c.case_id, c.title, c.task, c.origin, c.status, c.rule_status, c.municipality,"
         " d.name AS department_label,"
         " CASE WHEN c.rule_status IN ('no_rule', 'rule_unknown') THEN 'rule' ELSE 'unlinked' END"
         "  AS reason"
         " FROM cases c LEFT JOIN departments d USING (department_id)"
-        " WHERE (c.origin = 'internal' AND c.status IN ('submitted', 'approved', 'published')"
+        f" WHERE {readable} AND ((c.origin = 'internal'"
+        "        AND c.status IN ('submitted', 'approved', 'published')"
         "        AND c.rule_status IN ('no_rule', 'rule_unknown'))"
         "    OR (c.status = 'published' AND NOT EXISTS"
         "        (SELECT 1 FROM case_checklist_items i WHERE i.case_id = c.case_id)"
         "        AND NOT EXISTS (SELECT 1 FROM countermeasure_checklist_items l"
-        "        JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = c.case_id))"
-        " ORDER BY c.task, reason, c.case_id DESC")
+        "        JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = c.case_id)))"
+        " ORDER BY c.task, reason, c.case_id DESC", params)
     grouped: dict[str, list[dict]] = {}
     for row in rows:
         grouped.setdefault(row["task"] or "other", []).append(row)
@@ -258,11 +286,15 @@ def _check_codes(db, codes) -> list[str]:
     return codes
 
 
-def set_countermeasure_items(db, actor, countermeasure_id: int, codes) -> None:
+def set_countermeasure_items(db, actor, countermeasure_id: int, codes, *,
+                             version=None) -> None:
     """Link a countermeasure to checklist items (replacing its links).
 
     Reviewers may link any case's countermeasures, external ones included; managers
-    those of their department's reports.
+    those of their department's reports. NotFound, changing nothing, when the actor may
+    not read the case (a draft, for a reviewer); Forbidden when they read it but may not link.
+    Conflict, changing nothing, when the countermeasure changed since ``version`` (its
+    ``countermeasures.version`` as the actor's page showed it; None skips the check).
     """
     rows = db.execute_returning_dicts(
         "SELECT m.case_id, c.origin, c.department_id, c.status, c.version FROM countermeasures m"
@@ -270,39 +302,49 @@ def set_countermeasure_items(db, actor, countermeasure_id: int, codes) -> None:
     if not rows:
         raise NotFound(f"countermeasure {countermeasure_id}")
     case = rows[0]
+    require_readable(db, actor, case["case_id"])
     _may_link(actor, case)
     codes = _check_codes(db, codes)
     with transaction(db):
+        _check_version(db, "countermeasures", "countermeasure_id", countermeasure_id, version)
         db.execute("DELETE FROM countermeasure_checklist_items WHERE countermeasure_id = ?",
                    [countermeasure_id])
         db["countermeasure_checklist_items"].insert_all(
             {"countermeasure_id": countermeasure_id, "item_code": code, "created_at": utcnow()}
             for code in codes)
-        _touch(db, case["case_id"], case["version"])
+        db.execute("UPDATE countermeasures SET version = version + 1, updated_at = ?"
+                   " WHERE countermeasure_id = ?", [utcnow(), countermeasure_id])
+        _touch(db, case["case_id"])
         audit.record(db, actor, "checklist_link", case_id=case["case_id"],
                      detail={"countermeasure_id": countermeasure_id, "codes": codes})
 
 
-def set_case_items(db, actor, case_id: int, codes) -> None:
-    """Link a case itself to checklist items (for cases with no countermeasure to link)."""
+def set_case_items(db, actor, case_id: int, codes, *, version=None) -> None:
+    """Link a case itself to checklist items (for cases with no countermeasure to link).
+    NotFound when the actor may not read the case, Forbidden when they may not link it;
+    Conflict, changing nothing, when the case changed since ``version`` (None skips the
+    check)."""
     rows = db.execute_returning_dicts(
         "SELECT case_id, origin, department_id, status, version FROM cases WHERE case_id = ?",
         [case_id])
     if not rows:
         raise NotFound(f"case {case_id}")
+    require_readable(db, actor, case_id)
     _may_link(actor, rows[0])
     codes = _check_codes(db, codes)
     with transaction(db):
+        _check_version(db, "cases", "case_id", case_id, version)
         db.execute("DELETE FROM case_checklist_items WHERE case_id = ?", [case_id])
         db["case_checklist_items"].insert_all(
             {"case_id": case_id, "item_code": code, "created_at": utcnow()} for code in codes)
-        _touch(db, case_id, rows[0]["version"])
+        _touch(db, case_id)
         audit.record(db, actor, "checklist_link", case_id=case_id, detail={"codes": codes})
 
 
 def may_link(actor, case: dict) -> bool:
+    """Whether ``actor`` may link a case they may read (reviewers never see drafts)."""
     if actor.has_role("reviewer"):
-        return True
+        return case["status"] != "draft"
     return (case["origin"] == "internal" and case["status"] != "draft"
             and actor.has_role("manager") and case["department_id"] == actor.department_id)
 
@@ -312,9 +354,18 @@ def _may_link(actor, case: dict) -> None:
         raise Forbidden("checklist links")
 
 
-def _touch(db, case_id: int, version: int) -> None:
+def _check_version(db, table: str, key: str, row_id: int, version) -> None:
+    # Called inside the write transaction, so the version compared is the one replaced.
+    current = db.execute(f"SELECT version FROM {table} WHERE {key} = ?", [row_id]).fetchone()
+    if version is not None and (current is None or str(version) != str(current[0])):
+        raise Conflict(f"{table} {row_id} changed since version {version}")
+
+
+def _touch(db, case_id: int) -> None:
     # The case's index document lists its item codes: a new version re-indexes it.
-    db["cases"].update(case_id, {"updated_at": utcnow(), "version": version + 1})
+    # Counted in SQL: a version read before the transaction may already be stale.
+    db.execute("UPDATE cases SET version = version + 1, updated_at = ? WHERE case_id = ?",
+               [utcnow(), case_id])
     mark_changed(db, case_id)
 
 
@@ -323,19 +374,22 @@ CARD_ITEMS = 10
 
 def card(db, *, task: str | None = None, department_id: int | None = None) -> dict:
     """A one-page card: the items that matter for a task or a department, and one line
-    from a recent published case, to post beside the FAX machine or the counter."""
+    from a recent published case, to post beside the FAX machine or the counter.
+
+    Built from published cases only, so the card is the same for every reader and a
+    report still in review (or a draft being typed) never changes it."""
     items = current_items(db)
     if task:
         chosen = [item for item in items if task in item["tasks"]]
         example = db.execute_returning_dicts(
-            "SELECT case_id, title, lesson, municipality, origin FROM cases"
-            " WHERE status = 'published' AND task = ?"
+            "SELECT case_id, title, lesson, municipality, origin FROM cases c"
+            f" WHERE {PUBLIC} AND task = ?"
             " ORDER BY coalesce(occurred_on, discovered_on, published_on) IS NULL,"
             " coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1", [task])
         return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,
                 "tasks": [task]}
     tasks = [row[0] for row in db.execute(
-        "SELECT task FROM cases WHERE department_id = ? AND task IS NOT NULL"
+        f"SELECT task FROM cases c WHERE {PUBLIC} AND department_id = ? AND task IS NOT NULL"
         " GROUP BY task ORDER BY count(*) DESC LIMIT 3", [department_id])]
     linked = {row[0] for row in db.execute(
         f"SELECT code FROM ({TOUCHES}) t JOIN cases c USING (case_id) WHERE c.department_id = ?",
@@ -344,8 +398,8 @@ def card(db, *, task: str | None = None, department_id: int | None = None) -> di
               if item["code"] in linked or set(item["tasks"]) & set(tasks)]
     chosen.sort(key=lambda item: (item["code"] not in linked, item["position"]))
     example = db.execute_returning_dicts(
-        "SELECT case_id, title, lesson, municipality, origin FROM cases"
-        " WHERE status = 'published' AND department_id = ?"
+        "SELECT case_id, title, lesson, municipality, origin FROM cases c"
+        f" WHERE {PUBLIC} AND department_id = ?"
         " ORDER BY coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1",
         [department_id])
     return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,

@@ -12,7 +12,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import backup, checklist, imports, indexer, pii, reports, search, users
+from kb import (backup, checklist, demo_campaigns, demo_roster, imports, indexer, pii, reports,
+                roster, search, staff, users, workflow)
+from kb import mail, scheduler
+from kb.db import transaction
 from kb.db import database_path, get_db, open_db
 from kb.exceptions import Invalid, NotFound
 from kb.migrations import migrate
@@ -44,7 +47,8 @@ def _seed(name: str) -> Path:
 @click.command("init")
 @with_appcontext
 @click.option("--demo", is_flag=True, help="Also create one demo account per role and print "
-                                          "their generated passwords (once).")
+                                          "their generated passwords (once), load the demo "
+                                          "roster of about 300 people and two demo 自己点検.")
 def init_command(demo: bool) -> None:
     """Create or upgrade the database and load the seed data.
 
@@ -68,6 +72,8 @@ def init_command(demo: bool) -> None:
         click.echo("search index: rebuilt from the database")
     if demo:
         _create_demo_accounts(db)
+        _load_demo_roster(db)
+        _load_demo_campaigns(db)
 
 
 def _create_demo_accounts(db) -> None:
@@ -87,6 +93,35 @@ def _create_demo_accounts(db) -> None:
     click.echo("demo accounts (passwords are shown only now):")
     for login, password, roles in created:
         click.echo(f"  {login:<15} {password}  ({roles})")
+
+
+def _load_demo_roster(db) -> None:
+    # Through the real importer: a second init --demo builds the same file and changes nothing.
+    positions = current_app.config["POSITIONS_FILE"] or str(_seed("positions.yaml"))
+    try:
+        plan = demo_roster.load_demo_roster(db, managers=roster.load_positions(positions))
+    except Invalid as error:  # e.g. departments renamed on this installation: the rest stands
+        click.echo("demo roster: not loaded (nothing written): "
+                   + " / ".join(f"{where}: {m}" for where, ms in error.errors.items() for m in ms[:1]),
+                   err=True)
+        return
+    counts = plan.summary()
+    click.echo(f"demo roster: {counts['added'] + counts['updated'] + counts['unchanged']} people "
+               f"(added {counts['added']}, updated {counts['updated']}, "
+               f"unchanged {counts['unchanged']})")
+
+
+def _load_demo_campaigns(db) -> None:
+    # Two 自己点検 (one closed, one open) answered by the demo roster; once only.
+    author = db.execute("SELECT user_id FROM users WHERE login = 'demo-reviewer'").fetchone()
+    if author is None:
+        return
+    made = demo_campaigns.load_demo_campaigns(db, author[0])
+    if made is None:
+        click.echo("demo campaigns: already created")
+        return
+    click.echo(f"demo campaigns: one closed, one open ({made['answered']} answered online, "
+               f"{made['on_paper']} on paper)")
 
 
 @click.command("create-user")
@@ -142,8 +177,14 @@ def import_cases_command(file: str, dry_run: bool) -> None:
             click.echo(f"  更新 {change['line']}行目 {change['external_id']} {change['title']}"
                        f"（{', '.join(change['fields'])}）")
     for duplicate in result.duplicates:
+        where = (f"{duplicate['other_line']}行目の" if duplicate["other_line"] else "登録済みの")
         click.echo(f"  重複の可能性 {duplicate['line']}行目「{duplicate['title']}」と"
-                   f"登録済みの {duplicate['other_external_id']}「{duplicate['other_title']}」")
+                   f"{where} {duplicate['other_external_id']}「{duplicate['other_title']}」")
+    for lost in result.lost_links:
+        click.echo(f"  {'外れる' if dry_run else '外れた'}関連付け {lost['line']}行目 {lost['external_id']}"
+                   f"：再発防止策「{lost['countermeasure']}」がファイルにないため、"
+                   f"チェックリスト項目 {'、'.join(lost['item_codes'])} との関連付けが"
+                   f"{'外れます' if dry_run else '外れました'}。")
     if not result.changed:
         click.echo("変更はありません（同じ内容が取り込み済みです）。")
 
@@ -189,8 +230,11 @@ def backup_command(dest: str) -> None:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def restore_command(source: str, yes: bool) -> None:
-    """Replace the database with a backup (stop the app first). The current database is
-    kept beside it; the search index is rebuilt on the next start."""
+    """Replace the database with a backup (stop the app first).
+
+    Refused while `serve` runs or any process has the database open. The current
+    database, its newest saves included, is kept beside it under a new name; the search
+    index is rebuilt on the next start."""
     if not yes:
         click.confirm(f"Replace the database in {current_app.config['DATA_DIR']} with {source}?",
                       abort=True)
@@ -208,6 +252,10 @@ def serve_command() -> None:
     import waitress
 
     config = current_app.config
+    try:  # while this process runs, `restore` refuses to replace the database under it
+        backup.hold_running_lock(config["DATA_DIR"])
+    except Invalid as error:
+        _fail(error)
     config["INDEX_IN_BACKGROUND"] = True
     # A stop (Ctrl+C or SIGTERM) lets the background indexer finish what it has queued.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -215,6 +263,10 @@ def serve_command() -> None:
     migrate(get_db())  # a database from an older release is brought up to date first
     threading.Thread(target=_prepare_index, args=(current_app._get_current_object(),),
                      daemon=True).start()
+    # Due work (sending mail, reminders) every minute; at a stop the mail being sent
+    # finishes and the rest goes back to the queue (registered last: runs first).
+    scheduler.start(current_app._get_current_object())
+    atexit.register(scheduler.stop_all)
     click.echo(f"hiyari-kb: http://{config['HOST']}:{config['PORT']}/  (Ctrl+C to stop)")
     waitress.serve(current_app._get_current_object(), host=config["HOST"], port=config["PORT"],
                    threads=config["THREADS"], ident="hiyari-kb")
@@ -223,7 +275,8 @@ def serve_command() -> None:
 @click.command("pii-scan")
 @with_appcontext
 @click.argument("source", required=False, type=click.File("r", encoding="utf-8"))
-@click.option("--all-cases", is_flag=True, help="Scan every text field of every case instead.")
+@click.option("--all-cases", is_flag=True,
+              help="Scan every text field and comment of every case instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def pii_scan_command(source, all_cases: bool, as_json: bool) -> None:
     """Find personal data in a text file (or - for standard input) or in every case.
@@ -235,7 +288,10 @@ def pii_scan_command(source, all_cases: bool, as_json: bool) -> None:
         findings = [
             {"case_id": case_id, "field": field, **finding.as_dict()}
             for (case_id,) in db.execute("SELECT case_id FROM cases ORDER BY case_id").fetchall()
-            for field, found in reports.report_findings(reports.report_from_case(db, case_id)).items()
+            for field, found in {
+                **reports.report_findings(reports.report_from_case(db, case_id)),
+                # Comments are shown with the published case: scanned alike (comment-<id>).
+                **workflow.comment_findings(db, case_id, confirmed=set())}.items()
             for finding in found
         ]
     elif source is not None:
@@ -312,6 +368,152 @@ def search_command(query: str, as_json: bool, limit: int) -> None:
                    f"{hit['title']}")
 
 
+@click.command("import-staff")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would change, "
+                                              "writing nothing.")
+@click.option("--deactivate-missing", is_flag=True,
+              help="Deactivate active roster accounts that are not in the file.")
+@click.option("--yes", is_flag=True, help="Allow an import that deactivates more than 10 % "
+                                          "of the active accounts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and errors as JSON.")
+def import_staff_command(file: str, dry_run: bool, deactivate_missing: bool, yes: bool,
+                         as_json: bool) -> None:
+    """Import the staff roster (職員名簿) from 人事's CSV (CP932 or UTF-8; comma or tab).
+
+    Every row is checked first; on any error each problem is printed with its line and
+    column and nothing is written (exit 1). People are matched by 職員番号 (also the login
+    id of new accounts): importing the same file again changes nothing. With --json prints
+    {"added", "updated", "unchanged", "deactivated", "errors": [{"line", "column", "message"}]}.
+    """
+    db = get_db()
+    positions = current_app.config["POSITIONS_FILE"] or str(_seed("positions.yaml"))
+    try:
+        plan = roster.import_staff_file(db, users.SYSTEM, file, managers=roster.load_positions(positions),
+                                        deactivate_missing=deactivate_missing, confirmed=yes,
+                                        dry_run=dry_run)
+    except (roster.RosterInvalid, roster.TooManyDeactivations, Invalid) as error:
+        problems = _roster_problems(error)
+        if as_json:
+            click.echo(json.dumps({"added": 0, "updated": 0, "unchanged": 0, "deactivated": 0,
+                                   "errors": [p.as_dict() for p in problems]}, ensure_ascii=False))
+            sys.exit(1)
+        for problem in problems:
+            where = " ".join(filter(None, [f"{problem.line}行目" if problem.line else "",
+                                           problem.column or ""]))
+            click.echo(f"{where}: {problem.message}" if where else problem.message, err=True)
+        click.echo("取り込みを中止しました。データベースは変更していません。", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({**plan.summary(), "errors": []}, ensure_ascii=False))
+        return
+    counts = plan.summary()
+    click.echo(f"{'（試行）' if dry_run else ''}新規 {counts['added']}人、更新 {counts['updated']}人、"
+               f"変更なし {counts['unchanged']}人、無効化 {counts['deactivated']}人")
+    for change in plan.updated[:50]:
+        fields = "、".join(roster.FIELD_LABELS[key] for key in change["fields"])
+        click.echo(f"  更新 {change['line']}行目 {change['employee_number']} {change['name']}（{fields}）")
+    for change in plan.deactivated[:50]:
+        why = "退職" if change["reason"] == "retired" else "名簿にない"
+        click.echo(f"  無効化 {change['employee_number']} {change['name']}（{why}）")
+    if len(plan.updated) > 50 or len(plan.deactivated) > 50:
+        click.echo("  …（51人目からは省略）")
+    if plan.ignored_columns:
+        click.echo(f"取り込まなかった列: {'、'.join(plan.ignored_columns)}")
+    if dry_run and plan.needs_confirmation:
+        click.echo(plan.guard_message())
+    if not plan.changed:
+        click.echo("変更はありません（同じ内容が取り込み済みです）。")
+
+
+def _roster_problems(error) -> list:
+    """The problems of a refused roster import, each with its line and column (or None)."""
+    if isinstance(error, roster.RosterInvalid):
+        return error.problems
+    if isinstance(error, Invalid):  # the 役職 table could not be read
+        return [roster.Problem(None, where, message)
+                for where, messages in error.errors.items() for message in messages]
+    return [roster.Problem(None, None, str(error))]
+
+
+@click.command("staff")
+@with_appcontext
+@click.option("--department", help="A department code; a 部 includes its 課.")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def staff_command(department: str | None, as_json: bool) -> None:
+    """List accounts with their roster data, roles and today's status.
+
+    With --json prints [{"login", "employee_number", "name", "department_code", "roles",
+    "status", "active"}] (status is null for a local account without roster history).
+    """
+    try:
+        people = staff.list_staff(get_db(), users.SYSTEM, department_code=department)
+    except NotFound:
+        click.echo(f"所属コード「{department}」は登録されていません。", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(people, ensure_ascii=False))
+        return
+    for person in people:
+        status = staff.STATUS_LABELS.get(person["status"], "－")
+        click.echo(f"{person['login']:<16} {person['employee_number'] or '':<10} {person['name']:<12}"
+                   f" {person['department_code']:<20} {','.join(person['roles']):<16} {status}"
+                   f"{'' if person['active'] else ' （無効）'}")
+    click.echo(f"{len(people)}人")
+
+
+@click.command("send-mail")
+@with_appcontext
+@click.option("--once", is_flag=True, help="Run the due work once and exit (for cron or a "
+                                          "systemd timer). Without it: every minute until "
+                                          "stopped, as `serve` does.")
+@click.option("--json", "as_json", is_flag=True, help="Print each run as one line of JSON.")
+@click.option("--test", "test_address", metavar="ADDRESS",
+              help="First queue a test mail to ADDRESS, to check the SMTP settings.")
+def send_mail_command(once: bool, as_json: bool, test_address: str | None) -> None:
+    """Send the mail that is due (and run the other due work): what `serve` does every
+    minute, for installations that send from cron, a timer or a separate process."""
+    app = current_app._get_current_object()
+    migrate(get_db())
+    if test_address:
+        db = get_db()
+        with transaction(db):
+            mail.queue_mail(db, kind="test", dedupe_key=f"test:{test_address}:{secrets.token_hex(8)}",
+                            template="test", to_address=test_address)
+    show = (lambda result: click.echo(json.dumps(result, ensure_ascii=False))) if as_json \
+        else _print_due_work
+    if once:
+        show(scheduler.run_due_work(app))
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    running = scheduler.start(app, on_result=show)
+    try:
+        while running.thread.is_alive():
+            running.thread.join(1)
+    finally:  # Ctrl+C or SIGTERM: the mail being sent finishes, the rest stays queued
+        running.stop()
+
+
+def _print_due_work(result: dict) -> None:
+    for name, summary in result["jobs"].items():
+        click.echo(f"{name}: {json.dumps(summary, ensure_ascii=False)}")
+    report = result["mail"]
+    for entry in report["sent"]:
+        click.echo(f"sent    #{entry['mail_id']} {entry['kind']} → {entry['to_address']} "
+                   f"「{entry['subject']}」")
+    for entry in report["retrying"]:
+        click.echo(f"retry   #{entry['mail_id']} {entry['kind']} → {entry['to_address']} "
+                   f"at {entry['next_attempt_at']}: {entry['error']}")
+    for entry in report["failed"] + report["interrupted"]:
+        click.echo(f"FAILED  #{entry['mail_id']} {entry['kind']} → {entry['to_address']}: "
+                   f"{entry['error']}")
+    state = "" if report["enabled"] else " (mail is off: KB_SMTP_HOST is empty)"
+    click.echo(f"mail: sent {len(report['sent'])}, will retry {len(report['retrying'])}, "
+               f"failed {len(report['failed']) + len(report['interrupted'])}, "
+               f"still queued {report['queued']}{state}")
+
+
 def _prepare_index(app) -> None:
     """In the background at start: repair drift left by a crash, then warm the caches."""
     db = open_db(database_path(app.config["DATA_DIR"]))
@@ -322,9 +524,36 @@ def _prepare_index(app) -> None:
     search.warm(app.config["DATA_DIR"])
 
 
+@click.command("campaign-report")
+@with_appcontext
+@click.argument("campaign_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def campaign_report_command(campaign_id: int, as_json: bool) -> None:
+    """Participation of a self-check campaign by department: eligible, completed, excluded by
+    reason and rate (frozen figures once it is closed, live ones before)."""
+    from kb import participation
+
+    try:
+        report = participation.campaign_report(get_db(), campaign_id)
+    except NotFound:
+        click.echo(f"campaign {campaign_id}: no such campaign", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    total = report["total"]
+    for d in report["departments"]:
+        rate = "—" if d["rate"] is None else f"{d['rate']:.1%}"
+        click.echo(f"{d['code']:<28} {d['completed']:>5}/{d['eligible']:<5} {rate:>7}  {d['name']}")
+    rate = "—" if total["rate"] is None else f"{total['rate']:.1%}"
+    click.echo(f"{'total':<28} {total['completed']:>5}/{total['eligible']:<5} {rate:>7}"
+               f"  ({'closed' if report['closed'] else 'live'})")
+
+
 COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command,
             reindex_command, search_command, import_cases_command, import_checklist_command,
-            backup_command, restore_command)
+            backup_command, restore_command, import_staff_command, staff_command,
+            send_mail_command, campaign_report_command)
 
 
 def init_app(app) -> None:

@@ -17,8 +17,12 @@ DATA_DIR = str(PROJECT_DIR / "data")
 SEED_DIR = str(PROJECT_DIR / "data" / "seed")
 # Session signing key. When unset, read from DATA_DIR/secret_key; the placeholder is refused.
 SECRET_KEY = "change-me"
-# Login attempts allowed per client address (Flask-Limiter syntax).
+# Failed sign-ins allowed per login id and, separately, per client address
+# (Flask-Limiter syntax); successful sign-ins do not count.
 LOGIN_RATE_LIMIT = "10 per minute"
+# Reverse proxies in front of the app that append to X-Forwarded-For. 0: none, the client
+# address is the connection's (the header is ignored, as anyone could forge it).
+TRUSTED_PROXIES = 0
 # Where Flask-Limiter keeps its counters; the in-memory default suits one process.
 RATELIMIT_STORAGE_URI = "memory://"
 # Send the session cookie over HTTPS only; turn on when served behind TLS.
@@ -40,6 +44,59 @@ INDEX_IN_BACKGROUND = False
 PAGE_SIZE = 30
 # Largest request body (file uploads) accepted, in bytes; the importer itself takes 20 MB.
 MAX_CONTENT_LENGTH = 20 * 2**20 + 2**16
+# The 役職 → role table the roster import uses; empty means positions.yaml in SEED_DIR.
+POSITIONS_FILE = ""
+# Directory sign-in (kb/directory.py). Server URLs (ldap:// or ldaps://), separated by
+# spaces or commas and tried in order; empty: no directory, local passwords only.
+LDAP_URLS = ""
+# Upgrade ldap:// connections with StartTLS before any password is sent.
+LDAP_START_TLS = False
+# CA certificate file (PEM) that the server's certificate must chain to; empty: the system's.
+LDAP_CA_FILE = ""
+# Bind DN (or user principal name) made from the login id: "uid={login},ou=people,dc=…"
+# or "{login}@ward.local". Empty: search mode (LDAP_SEARCH_BASE + LDAP_SEARCH_FILTER).
+LDAP_BIND_TEMPLATE = ""
+# Where people are searched for (search mode, or to read LDAP_MATCH_ATTRIBUTE after a bind).
+LDAP_SEARCH_BASE = ""
+# Filter finding one person; {login} is replaced by the escaped login id.
+LDAP_SEARCH_FILTER = "(uid={login})"
+# Service account that searches (search mode); empty: an anonymous search.
+LDAP_BIND_DN = ""
+LDAP_BIND_PASSWORD = ""
+# Directory attribute matched to our accounts (employeeID, employeeNumber, sAMAccountName …);
+# empty: the login id as typed.
+LDAP_MATCH_ATTRIBUTE = "employeeNumber"
+# The users column it is matched to: "employee_number" (職員番号) or "login".
+LDAP_MATCH_COLUMN = "employee_number"
+# Seconds to connect to a directory server, and again for each answer it owes.
+LDAP_TIMEOUT = 5
+# Days a sign-in slip's one-time code stays valid (kb/slips.py).
+SLIP_VALID_DAYS = 14
+# Mail (kb/mail.py). The office's SMTP server; empty: mail off (mails are still queued and
+# shown on the outbox page, nothing is sent).
+SMTP_HOST = ""
+SMTP_PORT = 25
+# Upgrade the connection with STARTTLS before anything else is sent (a user and password
+# are then sent only encrypted).
+SMTP_STARTTLS = False
+# CA certificate file (PEM) the server's certificate must chain to; empty: the system's.
+SMTP_CA_FILE = ""
+# Account to sign in to the SMTP server with; empty: no SMTP AUTH.
+SMTP_USER = ""
+SMTP_PASSWORD = ""
+# Seconds to connect to the SMTP server, and again for each answer it owes.
+SMTP_TIMEOUT = 30
+# The From of every mail: an address, optionally with a (Japanese) display name.
+MAIL_FROM = "ヒヤリ・ハット事例ナレッジベース <hiyari-kb@localhost>"
+# How staff reach this app: the start of every link in a mail (no request to ask it from)
+# and of the address printed on sign-in slips.
+PUBLIC_URL = "http://127.0.0.1:5000"
+# Attempts before a mail the server keeps refusing for now (4xx, down) is given up as failed
+# (waits of 1, 2, 4 … minutes, at most an hour, between them: 24 attempts ≈ 19 hours).
+MAIL_MAX_ATTEMPTS = 24
+# Days before a 自己点検 closes on which reminders (to those not done) and the 所属長's
+# digest of non-respondents go out, separated by commas (kb/reminders.py).
+CAMPAIGN_REMINDER_DAYS = "3,1"
 
 PLACEHOLDER_SECRET = "change-me"
 SECRET_KEY_FILE = "secret_key"

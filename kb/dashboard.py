@@ -2,13 +2,15 @@
 items most implicated, why rules failed, and the countermeasures still open.
 
 Internal reports count once submitted (drafts are nobody's business yet); cases of other
-municipalities once published. Managers see their own department; reviewers and admins
-see everything.
+municipalities once published. Every chart, table and CSV is built from the cases the
+reader may read (``cases.readable_clause`` without drafts): managers see their own
+department's reports, reviewers every report, admins (who do not handle reports) the
+published ones.
 """
 
 from datetime import date
 
-from kb.cases import INCIDENT_TYPE_LABELS, RULE_STATUS_LABELS, TASK_LABELS
+from kb.cases import INCIDENT_TYPE_LABELS, RULE_STATUS_LABELS, TASK_LABELS, readable_clause
 from kb.exceptions import Invalid
 from kb.roles import require_role
 
@@ -44,10 +46,10 @@ def parse_filters(actor, *, start: str = "", end: str = "", department_id=None,
             "origin": origin, "locked": not everything}
 
 
-def _scope(filters: dict) -> tuple[str, list]:
+def _scope(actor, filters: dict) -> tuple[str, list]:
+    readable, params = readable_clause(actor, drafts=False)
     clauses = ["((c.origin = 'internal' AND c.status IN ('submitted', 'approved', 'published'))"
-               " OR (c.origin = 'external' AND c.status = 'published'))"]
-    params: list = []
+               " OR (c.origin = 'external' AND c.status = 'published'))", readable]
     if filters["origin"] != "both":
         clauses.append("c.origin = ?")
         params.append(filters["origin"])
@@ -63,9 +65,11 @@ def _scope(filters: dict) -> tuple[str, list]:
     return " AND ".join(clauses), params
 
 
-def collect(db, filters: dict, today: date | None = None) -> dict[str, list[dict]]:
-    """Every chart's rows for the filters (see ``parse_filters``)."""
-    where, params = _scope(filters)
+def collect(db, actor, filters: dict, today: date | None = None) -> dict[str, list[dict]]:
+    """Every chart's rows for the filters (see ``parse_filters``), counting only cases
+    ``actor`` may read; Forbidden for those without a dashboard."""
+    require_role(actor, "manager", "reviewer", "admin")
+    where, params = _scope(actor, filters)
     today = (today or date.today()).isoformat()
 
     def rows(sql, extra=()):

@@ -8,20 +8,22 @@ reported with its line and field. Records are matched to stored cases by ``id``,
 ``source_url``, and updated in place, so importing the same file twice changes nothing.
 """
 
+import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from kb import analysis, audit
 from kb.cases import INCIDENT_TYPE_LABELS, INCIDENT_TYPES, TASK_LABELS, TASKS, infer_task
 from kb.db import mark_changed, transaction, utcnow
-from kb.exceptions import Invalid, NotFound
+from kb.exceptions import Conflict, Invalid, NotFound
 from kb.reports import clean_text
 from kb.roles import require_role
 
@@ -71,6 +73,7 @@ INCIDENT_TYPE_NAMES = {
 TEXT_LIMITS = {"id": 40, "title": 200, "municipality": 40, "prefecture": 10, "channel": 60,
                "department": 100, "summary": 4000, "source_url": 1000, "source_title": 300}
 LIST_LIMIT = 50
+MAX_AFFECTED = 10**9
 # Stored columns compared to tell an updated record from an unchanged one.
 COMPARED_COLUMNS = ("title", "occurred_on", "published_on", "municipality", "prefecture",
                     "department_name", "task", "incident_type", "channel", "summary",
@@ -88,7 +91,11 @@ class ImportResult:
     changes: list[dict] = field(default_factory=list)
     duplicates: list[dict] = field(default_factory=list)
     changed_case_ids: list[int] = field(default_factory=list)
+    lost_links: list[dict] = field(default_factory=list)
     dry_run: bool = False
+    # The state of the external cases the changes were worked out from: the preview page
+    # carries it, and 「取り込む」 is refused once it no longer holds (``import_cases``).
+    fingerprint: str = ""
 
     def __getitem__(self, key):  # result["new"] reads like the summary it is
         return getattr(self, key)
@@ -141,6 +148,13 @@ def _read_jsonl(text: str) -> list[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             errors[f"{line_no}行目"] = [f"JSONとして読めません（{exc.msg}、{exc.colno}文字目）。"]
+            continue
+        except RecursionError:  # [[[[… deeper than the parser's stack
+            errors[f"{line_no}行目"] = ["JSONの入れ子（[ や {）が深すぎて読めません。"
+                                     "1件を1つのオブジェクトで、値は文字列・数・文字列のリストで書いてください。"]
+            continue
+        except ValueError:  # e.g. a number of thousands of digits
+            errors[f"{line_no}行目"] = ["JSONとして読めません（桁数が多すぎる数があります）。"]
             continue
         if not isinstance(record, dict):
             errors[f"{line_no}行目"] = ["1行に1件のオブジェクト（{…}）を書いてください。"]
@@ -243,6 +257,16 @@ def task_code(value) -> str | None:
                  if text == unicodedata.normalize("NFKC", label).lower()), None)
 
 
+def _shown(value) -> str:
+    """A rejected value as quoted in a message: short text only, never a whole structure."""
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return "文字列でない値"
+    text = str(value) if not isinstance(value, int) or abs(value) < 10**30 else "桁数の多い数"
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
 def check_record(raw: dict) -> tuple[dict, dict[str, list[str]]]:
     """A raw record (JSON or CSV) as clean values, and Japanese messages by field."""
     errors: dict[str, list[str]] = {}
@@ -268,19 +292,19 @@ def check_record(raw: dict) -> tuple[dict, dict[str, list[str]]]:
     raw_type = raw.get("incident_type")
     clean["incident_type"] = incident_type_code(raw_type) if isinstance(raw_type, str) else None
     if clean["incident_type"] is None:
-        fail("incident_type", f"種別「{raw_type or ''}」は決められた種別のどれでもありません"
+        fail("incident_type", f"種別「{_shown(raw_type)}」は決められた種別のどれでもありません"
                               "（例：誤送付、メール誤送信、FAX誤送信、紛失）。")
     raw_task = raw.get("task")
     clean["task"] = None
     if raw_task not in (None, ""):
         clean["task"] = task_code(raw_task) if isinstance(raw_task, str) else None
         if clean["task"] is None:
-            fail("task", f"作業「{raw_task}」は決められた作業のどれでもありません。")
+            fail("task", f"作業「{_shown(raw_task)}」は決められた作業のどれでもありません。")
     for key in ("occurred_on", "published_on"):
         try:
             clean[key] = parse_date(raw.get(key))
         except (ValueError, TypeError):
-            fail(key, f"{FIELD_NAMES[key]}「{raw.get(key)}」は存在する日付を YYYY-MM-DD"
+            fail(key, f"{FIELD_NAMES[key]}「{_shown(raw.get(key))}」は存在する日付を YYYY-MM-DD"
                       "（または YYYY/MM/DD、YYYY年M月D日、YYYY-MM）で書いてください。")
             clean[key] = None
     count = raw.get("affected_count")
@@ -293,9 +317,13 @@ def check_record(raw: dict) -> tuple[dict, dict[str, list[str]]]:
         digits = unicodedata.normalize("NFKC", count).replace(",", "").strip().removesuffix("人")
         clean["affected_count"] = int(digits) if digits.isdigit() else None
         if clean["affected_count"] is None:
-            fail("affected_count", f"人数「{count}」は0以上の整数で書いてください。")
+            fail("affected_count", f"人数「{_shown(count)}」は0以上の整数で書いてください。")
     if isinstance(clean["affected_count"], int) and clean["affected_count"] < 0:
         fail("affected_count", "人数は0以上の整数で書いてください。")
+    elif isinstance(clean["affected_count"], int) and clean["affected_count"] > MAX_AFFECTED:
+        # SQLite stores at most 2**63 - 1; no leak has touched more people than Japan has
+        fail("affected_count", f"人数が大きすぎます（{MAX_AFFECTED:,}人まで）。")
+        clean["affected_count"] = None
     for key in ("data_items", "causes", "countermeasures"):
         try:
             clean[key] = _list(raw.get(key), key)
@@ -348,13 +376,21 @@ def import_external_cases(db, path, actor=None, *, only_new=False, dry_run=False
 
 
 def import_cases(db, data: bytes, filename: str, actor=None, *, only_new=False,
-                 dry_run=False, progress=None) -> ImportResult:
-    """Check every record of a file, then insert or update them all in one transaction.
+                 dry_run=False, progress=None, preview: str | None = None) -> ImportResult:
+    """Check every record of a file, work out what it changes, then write it all at once.
 
     Raises Invalid (keys like ``12行目 件名``) and writes nothing if any record is bad.
-    With ``dry_run`` the changes are worked out and reported but rolled back. With
+    The changes are worked out in a read snapshot, which takes no write lock: other
+    users keep saving meanwhile. With ``dry_run`` that is all (the preview). Otherwise
+    the writes follow in one short transaction; should another user have changed an
+    external case in between, the changes are worked out again inside it. With
     ``only_new`` stored records are left as they are (seeding never overwrites a
-    reviewer's edit). ``progress(n)`` is called as records are done.
+    reviewer's edit). ``progress(n)`` is called as records are worked out. Checklist
+    links whose countermeasure the file drops are listed in ``lost_links``.
+
+    ``preview`` is the ``fingerprint`` of the preview the reviewer confirmed (None: no
+    preview, as on the command line): Conflict, writing nothing, when any external case
+    changed since — an edit saved after the preview would otherwise be undone unseen.
     """
     if actor is not None:
         require_role(actor, "reviewer")
@@ -372,36 +408,90 @@ def import_cases(db, data: bytes, filename: str, actor=None, *, only_new=False,
     if errors:
         raise Invalid(errors)
 
-    result = ImportResult(dry_run=dry_run)
-    try:
-        with transaction(db):
-            for line_no, clean in checked:
-                _import_one(db, line_no, clean, result, only_new)
-                if progress:
-                    progress(1)
-            if result.changed:
-                audit.record(db, actor, "cases_import", target=filename, detail={
-                    "new": result.new, "updated": result.updated,
-                    "unchanged": result.unchanged, "dry_run": dry_run})
-            if dry_run:
-                raise _DryRun
-    except _DryRun:
-        result.changed_case_ids = []
+    with _read_snapshot(db):
+        result, plan = _plan(db, checked, only_new, dry_run, progress)
+        fingerprint = _external_fingerprint(db)
+    result.fingerprint = _fingerprint_text(fingerprint)
+    if preview is not None and preview != result.fingerprint:
+        raise Conflict("the external cases changed since the preview")
+    if dry_run or not result.changed:
+        return result
+    with transaction(db):
+        if _external_fingerprint(db) != fingerprint:
+            if preview is not None:
+                raise Conflict("the external cases changed since the preview")
+            result, plan = _plan(db, checked, only_new, dry_run, None)
+        _apply(db, plan, result)
+        if result.changed:
+            audit.record(db, actor, "cases_import", target=filename, detail={
+                "new": result.new, "updated": result.updated, "unchanged": result.unchanged,
+                "lost_links": len(result.lost_links), "dry_run": False})
     return result
 
 
-class _DryRun(Exception):
-    """Rolls the import's transaction back after the changes were worked out."""
+@contextlib.contextmanager
+def _read_snapshot(db):
+    """Reads that see one state of the database and block no writer (WAL)."""
+    if db.conn.in_transaction:  # the caller's transaction is the snapshot
+        yield
+        return
+    db.conn.execute("BEGIN DEFERRED")  # a read transaction: SQLite takes no write lock
+    try:
+        yield
+    finally:
+        db.conn.execute("ROLLBACK")  # nothing was written; this only ends the snapshot
 
 
-def _import_one(db, line_no: int, clean: dict, result: ImportResult, only_new: bool) -> None:
-    existing = None
-    if clean["id"]:
-        existing = _external_case(db, "external_id", clean["id"])
-    if existing is None and clean["source_url"]:
-        existing = _external_case(db, "source_url", clean["source_url"])
-        if existing is not None and clean["id"] and existing["external_id"] != clean["id"]:
-            existing = None  # another record from the same page: a case of its own
+def _external_fingerprint(db) -> tuple:
+    # Every write to an external case (import, edit, withdrawal, checklist links) raises
+    # its version, so this changes whenever anything the plan read has changed.
+    return tuple(db.execute(
+        "SELECT count(*), total(version), max(case_id), max(updated_at) FROM cases"
+        " WHERE origin = 'external'").fetchone())
+
+
+def _fingerprint_text(fingerprint: tuple) -> str:
+    return "|".join(str(part) for part in fingerprint)
+
+
+@dataclass
+class _Step:
+    line_no: int
+    clean: dict
+    row: dict
+    case_id: int | None  # None: a new case
+    version: int = 0
+    change: dict | None = None
+
+
+def _plan(db, checked, only_new: bool, dry_run: bool, progress) -> tuple[ImportResult, list]:
+    """What importing ``checked`` would do, read from ``db`` without writing."""
+    result, plan = ImportResult(dry_run=dry_run), []
+    by_id, by_url = {}, {}
+    for case_id, external_id, url in db.execute(
+            "SELECT case_id, external_id, source_url FROM cases WHERE origin = 'external'"
+            " ORDER BY case_id DESC"):  # descending: the first stored case wins, as before
+        if external_id:
+            by_id[external_id] = case_id
+        if url:
+            by_url[url] = (case_id, external_id)
+    planned_new: dict[str, list[dict]] = {}  # municipality → new rows of this file so far
+    for line_no, clean in checked:
+        case_id = by_id.get(clean["id"]) if clean["id"] else None
+        if case_id is None and clean["source_url"] in by_url:
+            case_id, external_id = by_url[clean["source_url"]]
+            if clean["id"] and external_id != clean["id"]:
+                case_id = None  # another record from the same page: a case of its own
+        step = _plan_one(db, line_no, clean, case_id, result, only_new, planned_new)
+        if step is not None:
+            plan.append(step)
+        if progress:
+            progress(1)
+    return result, plan
+
+
+def _plan_one(db, line_no, clean, case_id, result, only_new, planned_new) -> _Step | None:
+    existing = _case_row(db, case_id) if case_id is not None else None
     if existing is not None:
         clean = dict(clean, id=existing["external_id"])
     elif not clean["id"]:
@@ -410,46 +500,81 @@ def _import_one(db, line_no: int, clean: dict, result: ImportResult, only_new: b
     change = {"line": line_no, "external_id": row["external_id"], "title": row["title"]}
     if existing is not None and only_new:
         result.existing += 1
-        return
-    now = utcnow()
+        return None
     if existing is None:
-        duplicates = _likely_duplicates(db, row)
-        case_id = db["cases"].insert(dict(row, status="published", created_at=now,
-                                          updated_at=now, published_at=now)).last_pk
-        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
-        for other in duplicates:
+        for other in _likely_duplicates(db, row, planned_new.get(row["municipality"], [])):
             result.duplicates.append({"line": line_no, "title": row["title"],
-                                      "case_id": other["case_id"], "other_title": other["title"],
+                                      "case_id": other.get("case_id"),
+                                      "other_line": other.get("line"),
+                                      "other_title": other["title"],
                                       "other_external_id": other["external_id"]})
+        planned_new.setdefault(row["municipality"], []).append(dict(row, line=line_no))
         result.new += 1
-        result.changes.append(dict(change, outcome="new", case_id=case_id, fields=[]))
-    else:
-        case_id = existing["case_id"]
-        stored = [r[0] for r in db.execute(
-            "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case_id])]
-        fields = [column for column in COMPARED_COLUMNS if existing[column] != row[column]]
-        if stored != clean["countermeasures"]:
-            fields.append("countermeasures")
-        if not fields:
-            result.unchanged += 1
-            return
-        db["cases"].update(case_id, dict(row, updated_at=now, version=existing["version"] + 1))
-        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
-        result.updated += 1
-        result.changes.append(dict(change, outcome="updated", case_id=case_id, fields=fields))
-    mark_changed(db, case_id)
-    result.changed_case_ids.append(case_id)
+        change = dict(change, outcome="new", case_id=None, fields=[])
+        result.changes.append(change)
+        return _Step(line_no, clean, row, None, change=change)
+    stored = _stored_countermeasures(db, case_id)
+    fields = [column for column in COMPARED_COLUMNS if existing[column] != row[column]]
+    if [m["text"] for m in stored] != clean["countermeasures"]:
+        fields.append("countermeasures")
+    if not fields:
+        result.unchanged += 1
+        return None
+    _, dropped = _match_countermeasures(stored, clean["countermeasures"])
+    result.lost_links.extend(dict(change, case_id=case_id, countermeasure=m["text"],
+                                  item_codes=m["item_codes"]) for m in dropped if m["item_codes"])
+    result.updated += 1
+    change = dict(change, outcome="updated", case_id=case_id, fields=fields,
+                  field_labels=[FIELD_NAMES.get(column.removesuffix("_name"), column)
+                                for column in fields])
+    result.changes.append(change)
+    return _Step(line_no, clean, row, case_id, existing["version"], change)
 
 
-def _external_case(db, column: str, value: str) -> dict | None:
-    rows = db.execute_returning_dicts(
-        f"SELECT * FROM cases WHERE origin = 'external' AND {column} = ? ORDER BY case_id LIMIT 1",
-        [value])
+def _apply(db, plan: list[_Step], result: ImportResult) -> None:
+    """Write a plan (inside the caller's transaction)."""
+    now = utcnow()
+    for step in plan:
+        if step.case_id is None:
+            row = dict(step.row, status="published", created_at=now, updated_at=now,
+                       published_at=now)
+            case_id = _insert(db, "cases", row)
+            step.change["case_id"] = case_id
+            db.conn.executemany(
+                "INSERT INTO countermeasures (case_id, position, text, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(case_id, position, text, now, now)
+                 for position, text in enumerate(step.clean["countermeasures"])])
+        else:
+            case_id = step.case_id
+            _update(db, "cases", case_id, dict(step.row, updated_at=now,
+                                                version=step.version + 1))
+            _sync_countermeasures(db, case_id, step.clean["countermeasures"], now)
+        mark_changed(db, case_id)
+        result.changed_case_ids.append(case_id)
+
+
+def _insert(db, table: str, row: dict) -> int:
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    return db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                      list(row.values())).lastrowid
+
+
+def _update(db, table: str, key: int, values: dict) -> None:
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    primary = {"cases": "case_id", "countermeasures": "countermeasure_id"}[table]
+    db.execute(f"UPDATE {table} SET {assignments} WHERE {primary} = ?", [*values.values(), key])
+
+
+def _case_row(db, case_id: int) -> dict | None:
+    rows = db.execute_returning_dicts("SELECT * FROM cases WHERE case_id = ?", [case_id])
     return rows[0] if rows else None
 
 
-def _bigrams(text: str) -> set[str]:
-    return {token for token, _, _ in analysis.tokens(text or "")}
+@functools.lru_cache(maxsize=65536)
+def _bigrams(text: str) -> frozenset[str]:
+    return frozenset(token for token, _, _ in analysis.tokens(text or ""))
 
 
 def similarity(a: str, b: str) -> float:
@@ -458,13 +583,28 @@ def similarity(a: str, b: str) -> float:
     return len(first & second) / len(first | second) if first and second else 0.0
 
 
-def _likely_duplicates(db, row: dict) -> list[dict]:
-    """Stored cases of the same municipality, dated within 30 days, with a similar title."""
+def _likely_duplicates(db, row: dict, same_file: list[dict]) -> list[dict]:
+    """Cases of the same municipality, dated within 30 days, with a similar title: stored
+    ones (``case_id``) and earlier new records of the same file (``line``).
+
+    The index on (municipality, occurred_on) narrows the stored candidates to the date
+    window before any title is compared; a case without a date is always a candidate.
+    """
     when = _day(row["occurred_on"] or row["published_on"])
+    sql = ("SELECT case_id, external_id, title, occurred_on, published_on FROM cases"
+           " WHERE municipality = ? AND origin = 'external'")
+    params = [row["municipality"]]
+    if when:
+        # occurred_on holds 'YYYY-MM-DD' or 'YYYY-MM'; the month of the window's start
+        # sorts before every day of that month, so the range keeps both forms.
+        low = (when - timedelta(days=DUPLICATE_DAYS)).isoformat()[:7]
+        high = (when + timedelta(days=DUPLICATE_DAYS)).isoformat()
+        sql += " AND (occurred_on BETWEEN ? AND ? OR occurred_on IS NULL)"
+        params += [low, high]
+    cursor = db.conn.execute(sql, params)
+    columns = [column[0] for column in cursor.description]
     found = []
-    for other in db.execute_returning_dicts(
-            "SELECT case_id, external_id, title, occurred_on, published_on FROM cases"
-            " WHERE origin = 'external' AND municipality = ?", [row["municipality"]]):
+    for other in [*(dict(zip(columns, values)) for values in cursor), *same_file]:
         other_when = _day(other["occurred_on"] or other["published_on"])
         if when and other_when and abs((when - other_when).days) > DUPLICATE_DAYS:
             continue
@@ -473,6 +613,7 @@ def _likely_duplicates(db, row: dict) -> list[dict]:
     return found
 
 
+@functools.lru_cache(maxsize=65536)
 def _day(value: str | None) -> date | None:
     if not value:
         return None
@@ -480,27 +621,63 @@ def _day(value: str | None) -> date | None:
     return date(parts[0], parts[1], parts[2])
 
 
-def _sync_countermeasures(db, case_id: int, texts: list[str], now: str) -> None:
-    """Make the case's countermeasures read ``texts``, in place by position.
+def normalize_countermeasure(text: str) -> str:
+    """The form two countermeasure texts are compared in: width and case folded,
+    whitespace and a closing 。 ignored."""
+    folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
+    return folded.rstrip("。.")
 
-    Rows keep their ids where a position stays, so checklist links on them survive.
-    """
+
+def _stored_countermeasures(db, case_id: int) -> list[dict]:
+    """A case's countermeasures in order, each with the checklist item codes linked to it."""
     stored = db.execute_returning_dicts(
-        "SELECT countermeasure_id, position, text FROM countermeasures"
-        " WHERE case_id = ? ORDER BY position", [case_id])
-    for position, text in enumerate(texts):
-        if position < len(stored):
-            if stored[position]["text"] != text:
-                db["countermeasures"].update(stored[position]["countermeasure_id"],
-                                             {"text": text, "updated_at": now})
-        else:
-            db["countermeasures"].insert({
-                "case_id": case_id, "position": position, "text": text,
-                "created_at": now, "updated_at": now,
-            })
-    for extra in stored[len(texts):]:
+        "SELECT countermeasure_id, position, text, version FROM countermeasures"
+        " WHERE case_id = ? ORDER BY position, countermeasure_id", [case_id])
+    codes: dict[int, list[str]] = {}
+    for countermeasure_id, code in db.execute(
+            "SELECT l.countermeasure_id, l.item_code FROM countermeasure_checklist_items l"
+            " JOIN countermeasures m USING (countermeasure_id) WHERE m.case_id = ?"
+            " ORDER BY l.item_code", [case_id]):
+        codes.setdefault(countermeasure_id, []).append(code)
+    return [dict(m, item_codes=codes.get(m["countermeasure_id"], [])) for m in stored]
+
+
+def _match_countermeasures(stored: list[dict], texts: list[str]) -> tuple[list, list[dict]]:
+    """Pair each new text with the stored countermeasure of the same (normalised) text.
+
+    Returns (for each text: its stored row or None, the stored rows no text matched).
+    Matching by text, not position, keeps a checklist link on the countermeasure it was
+    made on when others are added, removed or reordered.
+    """
+    unused: dict[str, list[dict]] = {}
+    for measure in stored:
+        unused.setdefault(normalize_countermeasure(measure["text"]), []).append(measure)
+    matched = [(unused.get(normalize_countermeasure(text)) or [None]).pop(0) for text in texts]
+    kept = {id(m) for m in matched if m is not None}
+    return matched, [m for m in stored if id(m) not in kept]
+
+
+def _sync_countermeasures(db, case_id: int, texts: list[str], now: str) -> list[dict]:
+    """Make the case's countermeasures read ``texts``, in that order.
+
+    A text matching a stored countermeasure keeps that row (and its checklist links);
+    the others are new rows. Stored countermeasures no text matches are deleted with
+    their links; returned are those that had links ({text, item_codes}).
+    """
+    stored = _stored_countermeasures(db, case_id)
+    matched, dropped = _match_countermeasures(stored, texts)
+    for measure in dropped:
         db.execute("DELETE FROM countermeasures WHERE countermeasure_id = ?",
-                   [extra["countermeasure_id"]])
+                   [measure["countermeasure_id"]])
+    for position, (text, measure) in enumerate(zip(texts, matched)):
+        if measure is None:
+            _insert(db, "countermeasures", {"case_id": case_id, "position": position,
+                                            "text": text, "created_at": now, "updated_at": now})
+        elif (measure["position"], measure["text"]) != (position, text):
+            _update(db, "countermeasures", measure["countermeasure_id"], {
+                "position": position, "text": text, "updated_at": now,
+                "version": measure["version"] + 1})
+    return [{"text": m["text"], "item_codes": m["item_codes"]} for m in dropped if m["item_codes"]]
 
 
 # --- reviewers' edits -------------------------------------------------------------------
@@ -532,8 +709,13 @@ def _external_by_id(db, case_id: int) -> dict:
     return rows[0]
 
 
-def update_external_case(db, actor, case_id: int, raw: dict) -> None:
-    """A reviewer corrects an external case. Invalid (messages by field) changes nothing."""
+def update_external_case(db, actor, case_id: int, raw: dict, version) -> list[dict]:
+    """A reviewer corrects an external case, naming the ``version`` their form was opened at.
+
+    Invalid (messages by field) and Conflict (the case was saved since ``version``)
+    change nothing. Returns the checklist links lost with countermeasures the edit
+    removed or rewrote ({text, item_codes}).
+    """
     require_role(actor, "reviewer")
     case = _external_by_id(db, case_id)
     clean, errors = check_record(dict(raw, id=case["external_id"]))
@@ -541,23 +723,38 @@ def update_external_case(db, actor, case_id: int, raw: dict) -> None:
         raise Invalid(errors)
     now = utcnow()
     with transaction(db):
+        case = _external_by_id(db, case_id)  # again under the write lock: no one slips in
+        _check_version(case, version)
         db["cases"].update(case_id, dict(external_case_row(clean), updated_at=now,
                                          version=case["version"] + 1))
-        _sync_countermeasures(db, case_id, clean["countermeasures"], now)
+        lost = _sync_countermeasures(db, case_id, clean["countermeasures"], now)
         mark_changed(db, case_id)
-        audit.record(db, actor, "external_update", case_id=case_id)
+        audit.record(db, actor, "external_update", case_id=case_id,
+                     detail={"lost_links": lost} if lost else None)
+    return lost
 
 
-def set_external_status(db, actor, case_id: int, *, withdrawn: bool, reason: str = "") -> None:
-    """A reviewer withdraws an external case (it leaves search and lists) or restores it."""
+def set_external_status(db, actor, case_id: int, *, withdrawn: bool, version,
+                        reason: str = "") -> None:
+    """A reviewer withdraws an external case (it leaves search and lists) or restores it.
+
+    ``version`` is the one the reviewer saw; Conflict if the case was saved since.
+    """
     require_role(actor, "reviewer")
-    case = _external_by_id(db, case_id)
+    _external_by_id(db, case_id)
     reason = (reason or "").strip()
     if withdrawn and not reason:
         raise Invalid({"reason": ["取り下げる理由を書いてください。"]})
     with transaction(db):
+        case = _external_by_id(db, case_id)
+        _check_version(case, version)
         db["cases"].update(case_id, {"status": "withdrawn" if withdrawn else "published",
                                      "updated_at": utcnow(), "version": case["version"] + 1})
         mark_changed(db, case_id)
         audit.record(db, actor, "external_withdraw" if withdrawn else "external_restore",
                      case_id=case_id, detail={"reason": reason[:500]})
+
+
+def _check_version(case: dict, version) -> None:
+    if str(case["version"]) != str(version).strip():
+        raise Conflict(f"case {case['case_id']} is at version {case['version']}")

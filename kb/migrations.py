@@ -248,10 +248,244 @@ WORKSHOPS = (
     "CREATE INDEX workshops_owner ON workshops (owner_id)",
 )
 
+SECURITY_REVIEW = (
+    # Raised by sign-out, a password change or reset and deactivation: a session cookie
+    # carries the generation it was issued under and is refused once it is older.
+    "ALTER TABLE users ADD COLUMN session_generation INTEGER NOT NULL DEFAULT 0",
+    # Optimistic locking for every form that writes a record (as cases.version does).
+    "ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE workshops ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE countermeasures ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    # Likely-duplicate candidates of an import are narrowed by municipality and date.
+    "CREATE INDEX cases_municipality ON cases (municipality, occurred_on)",
+)
+
+STAFF_STATUS_CHECK = ("'active', 'suspended', 'sick_leave', 'maternity_leave', "
+                      "'childcare_leave', 'care_leave', 'retired'")
+
+STAFF_ROSTER = (
+    # The personnel roster (職員名簿): 職員番号 is the key a re-import matches on.
+    "ALTER TABLE users ADD COLUMN employee_number TEXT",
+    "CREATE UNIQUE INDEX users_employee_number ON users (employee_number)"
+    " WHERE employee_number IS NOT NULL",
+    "ALTER TABLE users ADD COLUMN name_kana TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE users ADD COLUMN position TEXT NOT NULL DEFAULT ''",
+    # Roster accounts are kept by imports (and have password_hash '' until their owner
+    # sets one); local ones only by hand.
+    "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local'"
+    " CHECK (source IN ('roster', 'local'))",
+    # What each statement said, never rewritten: the status on a day is the one of the
+    # latest statement covering it (kb/staff.py), so past periods can always be answered.
+    f"""
+    CREATE TABLE staff_status_periods (
+        period_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        status TEXT NOT NULL CHECK (status IN ({STAFF_STATUS_CHECK})),
+        starts_on TEXT NOT NULL,
+        ends_on TEXT CHECK (ends_on IS NULL OR ends_on >= starts_on),
+        source TEXT NOT NULL CHECK (source IN ('roster', 'manual')),
+        reason TEXT NOT NULL DEFAULT '',
+        changed_by INTEGER REFERENCES users (user_id),
+        created_at TEXT NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX staff_status_periods_user ON staff_status_periods (user_id, period_id)",
+    # Which department a roster person belonged to, from when to when: "who was in 課 X"
+    # for a past period must not follow a later transfer.
+    """
+    CREATE TABLE staff_assignments (
+        assignment_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        department_id INTEGER NOT NULL REFERENCES departments (department_id),
+        starts_on TEXT NOT NULL,
+        ends_on TEXT CHECK (ends_on IS NULL OR ends_on >= starts_on)
+    ) STRICT
+    """,
+    "CREATE INDEX staff_assignments_department ON staff_assignments (department_id, starts_on)",
+    "CREATE INDEX staff_assignments_user ON staff_assignments (user_id, starts_on)",
+)
+
+SIGN_IN_SLIPS = (
+    # One-time codes printed on sign-in slips (kb/slips.py): only a hash of each code is
+    # kept. A code is used once, voided by a newer slip for the same person, and expires.
+    """
+    CREATE TABLE sign_in_slips (
+        slip_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        code_hash TEXT NOT NULL UNIQUE,
+        department_id INTEGER NOT NULL REFERENCES departments (department_id),
+        printed_by INTEGER REFERENCES users (user_id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT,
+        voided_at TEXT,
+        CHECK (used_at IS NULL OR voided_at IS NULL)
+    ) STRICT
+    """,
+    "CREATE INDEX sign_in_slips_user ON sign_in_slips (user_id, slip_id)",
+    # Deactivating an account (退職, a roster import, the admin) voids its unused slips by
+    # every path, so a slip printed before someone left cannot be used once they are back.
+    """
+    CREATE TRIGGER sign_in_slips_void_on_deactivation AFTER UPDATE OF active ON users
+    WHEN NEW.active = 0 AND OLD.active = 1
+    BEGIN
+        UPDATE sign_in_slips SET voided_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
+        WHERE user_id = NEW.user_id AND used_at IS NULL AND voided_at IS NULL;
+    END
+    """,
+)
+
+SELF_CHECK_CAMPAIGNS = (
+    # 自己点検 (kb/campaigns.py, kb/selfcheck.py). Times are the office's local time as
+    # "YYYY-MM-DDTHH:MM", what the authoring form shows and the deadline banner prints.
+    """
+    CREATE TABLE campaigns (
+        campaign_id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        opens_at TEXT NOT NULL,
+        closes_at TEXT NOT NULL CHECK (closes_at > opens_at),
+        whole_office INTEGER NOT NULL DEFAULT 1 CHECK (whole_office IN (0, 1)),
+        questions_per_person INTEGER CHECK (questions_per_person IS NULL OR questions_per_person > 0),
+        pass_mark INTEGER NOT NULL DEFAULT 0 CHECK (pass_mark >= 0),
+        retakes TEXT NOT NULL DEFAULT 'none' CHECK (retakes IN ('none', 'until_passed')),
+        status TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'open', 'closed')),
+        created_by INTEGER NOT NULL REFERENCES users (user_id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        opened_at TEXT,
+        closed_at TEXT,
+        frozen_at TEXT,
+        version INTEGER NOT NULL DEFAULT 1
+    ) STRICT
+    """,
+    "CREATE INDEX campaigns_status ON campaigns (status, closes_at)",
+    # The target when not the whole office: 部 (with their 課) or 課.
+    """
+    CREATE TABLE campaign_departments (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (campaign_id) ON DELETE CASCADE,
+        department_id INTEGER NOT NULL REFERENCES departments (department_id),
+        PRIMARY KEY (campaign_id, department_id)
+    ) STRICT
+    """,
+    """
+    CREATE TABLE campaign_questions (
+        question_id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (campaign_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        section_code TEXT NOT NULL DEFAULT '',
+        item_code TEXT NOT NULL DEFAULT '',
+        statement TEXT NOT NULL,
+        answer INTEGER NOT NULL CHECK (answer IN (0, 1)),
+        explanation TEXT NOT NULL DEFAULT '',
+        case_id INTEGER REFERENCES cases (case_id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX campaign_questions_campaign ON campaign_questions (campaign_id, position)",
+    # One row per try: the questions drawn for it (a JSON list of question ids, fixed when
+    # the attempt starts, so a resumed attempt shows the same questions).
+    """
+    CREATE TABLE campaign_attempts (
+        attempt_id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (campaign_id),
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        number INTEGER NOT NULL,
+        question_ids TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        score INTEGER,
+        passed INTEGER CHECK (passed IS NULL OR passed IN (0, 1)),
+        on_paper INTEGER NOT NULL DEFAULT 0 CHECK (on_paper IN (0, 1)),
+        keyed_in_by INTEGER REFERENCES users (user_id),
+        UNIQUE (campaign_id, user_id, number)
+    ) STRICT
+    """,
+    "CREATE INDEX campaign_attempts_user ON campaign_attempts (user_id, campaign_id)",
+    # The primary key is what makes a double click or a second tab record one answer.
+    """
+    CREATE TABLE campaign_answers (
+        attempt_id INTEGER NOT NULL REFERENCES campaign_attempts (attempt_id),
+        question_id INTEGER NOT NULL REFERENCES campaign_questions (question_id),
+        answer INTEGER NOT NULL CHECK (answer IN (0, 1)),
+        correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
+        answered_at TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, question_id)
+    ) STRICT
+    """,
+    """
+    CREATE TABLE campaign_exclusions (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (campaign_id),
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+        excluded_by INTEGER REFERENCES users (user_id),
+        excluded_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, user_id)
+    ) STRICT
+    """,
+    # Who was addressed and why each other person was not: written when the campaign
+    # opens (invitations, the banner), kept up to date by exclusions, and written for the
+    # last time when it closes (frozen_at), so closed figures never move.
+    """
+    CREATE TABLE campaign_eligibility (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (campaign_id),
+        user_id INTEGER NOT NULL REFERENCES users (user_id),
+        department_id INTEGER NOT NULL REFERENCES departments (department_id),
+        eligible INTEGER NOT NULL CHECK (eligible IN (0, 1)),
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (campaign_id, user_id)
+    ) STRICT
+    """,
+    "CREATE INDEX campaign_eligibility_user ON campaign_eligibility (user_id, eligible, campaign_id)",
+    "CREATE INDEX campaign_eligibility_department ON campaign_eligibility (campaign_id, department_id)",
+)
+
+MAIL_OUTBOX = (
+    # Every mail is written here in the transaction of the event that causes it, then sent
+    # by kb/mail.py's sender. dedupe_key ("invite:<campaign>:<user>") makes queueing the
+    # same mail twice a no-op. 'sending' is the sender's claim, taken in its own short
+    # transaction before the SMTP call, so no row is ever sent twice (kb/mail.py).
+    """
+    CREATE TABLE outbox (
+        mail_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        to_address TEXT NOT NULL,
+        to_name TEXT NOT NULL DEFAULT '',
+        to_user_id INTEGER REFERENCES users (user_id),
+        subject TEXT NOT NULL,
+        body_text TEXT NOT NULL,
+        body_html TEXT,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at TEXT NOT NULL,
+        claimed_at TEXT,
+        last_error TEXT NOT NULL DEFAULT '',
+        sent_at TEXT
+    ) STRICT
+    """,
+    # The sender's query: queued rows whose time has come, oldest first.
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at, mail_id) WHERE status = 'queued'",
+    # Claims a crash left behind.
+    "CREATE INDEX outbox_sending ON outbox (claimed_at) WHERE status = 'sending'",
+    # The outbox page: newest first, by status or kind; a person's own mails.
+    "CREATE INDEX outbox_status ON outbox (status, mail_id)",
+    "CREATE INDEX outbox_kind ON outbox (kind, mail_id)",
+    "CREATE INDEX outbox_user ON outbox (to_user_id, mail_id)",
+)
+
 MIGRATIONS = (
     (1, "initial schema", INITIAL_SCHEMA),
     (2, "report workflow", REPORT_WORKFLOW),
     (3, "workshops", WORKSHOPS),
+    (4, "security review", SECURITY_REVIEW),
+    (5, "staff roster", STAFF_ROSTER),
+    (6, "sign-in slips", SIGN_IN_SLIPS),
+    (7, "mail outbox", MAIL_OUTBOX),
+    (8, "self-check campaigns", SELF_CHECK_CAMPAIGNS),
 )
 
 

@@ -5,7 +5,10 @@ so a report cannot carry script, event handlers, styles or javascript: links.
 """
 
 import csv
+import functools
 import io
+import re
+import unicodedata
 
 import markdown
 import nh3
@@ -19,17 +22,103 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "nl2br")
+# Rendered texts kept in memory: a case page renders up to four, a handout one per case.
+# At most ~4,000 characters each (and their HTML), 1,024 entries stay within ~40 MB.
+RENDER_CACHE_SIZE = 1024
+
+
+# Python-Markdown pairs brackets by reading forward from every "[" (and every "(" of a
+# link) to its partner or to the end of the paragraph, so unclosed or deeply nested
+# brackets cost quadratic time: "[" typed 4,000 times took 7 s to render. Text whose
+# pairing would read more characters than this is shown as plain text (its words are all
+# there, as typed); ordinary text with links reads a few hundred.
+MAX_BRACKET_WORK = 10_000
+BLOCK_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def bracket_work(text: str) -> int:
+    """An upper bound of the characters Python-Markdown reads to pair the brackets of
+    ``text``: per paragraph, from each "[" or "(" to its partner, or to the paragraph's end
+    for one left open. Linear time."""
+    work = 0
+    for block in BLOCK_BREAK.split(text):
+        for opening, closing in (("[", "]"), ("(", ")")):
+            if opening not in block:
+                continue
+            open_at = []
+            for position, char in enumerate(block):
+                if char == opening:
+                    open_at.append(position)
+                elif char == closing and open_at:
+                    work += position - open_at.pop()
+            work += sum(len(block) - position for position in open_at)
+    return work
+
+
+# Everything else Python-Markdown does is linear, but at 40-90 µs per markup character
+# (emphasis, code spans, html, table pipes, nested list and quote markers; "<" costs about
+# four times that) a field of 4,000 such characters takes 100-250 ms, and a case page shows
+# four fields. Text with more markup than this is shown as plain text, which keeps each
+# field to a few tens of ms; a report with a few lists, links and bold words stays far below.
+MAX_MARKUP_WEIGHT = 300
+# Each level of nested lists or quotes is parsed again: 150 levels of 「- 」 on one line cost
+# 50 ms. More markers than this opening one line (over ~10 levels) is shown as plain text.
+MAX_LINE_MARKERS = 32
+INLINE_MARKUP = re.compile(r"[\[\]()*_<>`\\|!&]")
+BLOCK_MARKERS = re.compile(r"^(?:[ \t]*(?:>|[-*+](?=[ \t])|\d{1,9}[.)](?=[ \t])|#+|\|))+", re.MULTILINE)
+
+
+# Lines and blocks cost too. A line that ends a paragraph early — a setext underline
+# (「=」 or 「-」 alone), a rule (「---」) — makes the parser test the rest of the paragraph
+# again (the tables extension splits it into lines each time): 2,000 lines of 「=」 took
+# 300 ms for one field, a case page of them 460 ms. Each such line counts as much as
+# SPLIT_LINE_WEIGHT markup characters; each paragraph break (~65 µs) as one; and every
+# second line (~25 µs each) as one.
+SPLIT_LINES = re.compile(r"^[ \t]*(?:=+|-+|(?:[-*_][ \t]*){3,})[ \t]*$", re.MULTILINE)
+SPLIT_LINE_WEIGHT = 20
+
+
+def markup_weight(text: str) -> int:
+    """The markup characters of ``text``: inline ones anywhere ("<" counted four times), the
+    markers (quotes, bullets, numbers, headings, pipes) that open each line, and the lines,
+    paragraph breaks and paragraph-splitting lines (see ``SPLIT_LINES``)."""
+    return len(INLINE_MARKUP.findall(text)) + 3 * text.count("<") \
+        + sum(map(len, BLOCK_MARKERS.findall(text))) \
+        + SPLIT_LINE_WEIGHT * len(SPLIT_LINES.findall(text)) \
+        + len(BLOCK_BREAK.findall(text)) + text.count("\n") // 2
+
+
+def renders_as_plain_text(text: str) -> bool:
+    """True when ``text`` would cost the Markdown parser too much (see the limits above)."""
+    return bracket_work(text) > MAX_BRACKET_WORK or markup_weight(text) > MAX_MARKUP_WEIGHT \
+        or max(map(len, BLOCK_MARKERS.findall(text)), default=0) > MAX_LINE_MARKERS
 
 
 def render_markdown(text: str | None) -> Markup:
-    """Safe HTML for a Markdown text; links get rel="noopener noreferrer"."""
+    """Safe HTML for a Markdown text; links get rel="noopener noreferrer".
+
+    Bounded work whatever was typed: text that would make the parser quadratic
+    (`bracket_work`), is mostly markup (`markup_weight`) or nests deep is rendered as
+    escaped plain text instead (`renders_as_plain_text`).
+    Results are cached by text, so a case read again costs nothing."""
+    return _render_markdown(text or "")
+
+
+def _plain(text: str) -> Markup:
+    return Markup("<p>") + escape(text).replace("\n", Markup("<br>")) + Markup("</p>")
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _render_markdown(text: str) -> Markup:
+    if renders_as_plain_text(text):
+        return _plain(text)
     try:
-        html = markdown.markdown(text or "", extensions=list(MARKDOWN_EXTENSIONS),
+        html = markdown.markdown(text, extensions=list(MARKDOWN_EXTENSIONS),
                                  output_format="html")
     except RecursionError:
         # Nesting deep enough to exhaust the parser (「- - - - …」 by the thousand) is shown
         # as the plain text it is rather than failing the page.
-        return Markup("<p>") + escape(text).replace("\n", Markup("<br>")) + Markup("</p>")
+        return _plain(text)
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -72,13 +161,40 @@ def label(value, vocabulary: str) -> str:
     return LABELS.get(vocabulary, {}).get(value, value or "")
 
 
+# A text cell starting with one of these is a formula to Excel and LibreOffice
+# (OWASP "CSV injection"): 「=HYPERLINK(…)」 typed as a failed sign-in's login id would run
+# in the admin's spreadsheet. Tab and CR are included because spreadsheets skip them
+# before looking for the formula sign.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _looks_like_formula(value: str) -> bool:
+    # Japanese Excel reads full-width 「＝」「＋」「－」「＠」 as their ASCII forms (NFKC), and
+    # spreadsheets may skip leading blanks (「 =…」, 「　=…」, a new line) before the sign.
+    if value.startswith(FORMULA_STARTS):
+        return True
+    head = value.lstrip()[:1]
+    return bool(head) and unicodedata.normalize("NFKC", head).startswith(FORMULA_STARTS)
+
+
+def spreadsheet_text(value):
+    """A CSV cell that no spreadsheet evaluates: a str starting with a formula character —
+    after any blanks, full-width forms included — gets a leading single quote (shown, but
+    read as text); numbers and other values unchanged, so a negative int stays a number."""
+    if isinstance(value, str) and _looks_like_formula(value):
+        return "'" + value
+    return value
+
+
 def excel_csv(header, rows) -> bytes:
     """CSV that Excel opens as it is: UTF-8 with BOM, CRLF line ends, cells quoted by the
-    csv module where they hold commas, quotes or new lines."""
+    csv module where they hold commas, quotes or new lines, and text cells that a
+    spreadsheet would run as a formula neutralised (`spreadsheet_text`). Every CSV the app
+    serves is written here."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([spreadsheet_text(cell) for cell in header])
+    writer.writerows([spreadsheet_text(cell) for cell in row] for row in rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 

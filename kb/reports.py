@@ -14,14 +14,12 @@ from datetime import date
 
 from kb import audit, checklist, pii
 from kb.cases import (COUNTERMEASURE_STATUS_LABELS, COUNTERMEASURE_TYPE_LABELS, INCIDENT_TYPES,
-                      KINDS, RULE_STATUS_LABELS, TASKS)
+                      KINDS, RULE_STATUS_LABELS, TASKS, require_readable)
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
-from kb.roles import require_role
+from kb.roles import require_account
 from kb.statutory import DISCLOSURE_LABELS
 
-# Roles that may file reports: staff, and those who can do all staff can (DESIGN §1).
-FILER_ROLES = ("staff", "manager", "trainer")
 
 FACTOR_LABELS = {
     "man": "人（Man）", "machine": "機器・システム（Machine）",
@@ -383,7 +381,10 @@ def _case_row(db, case_id: int) -> dict:
 
 
 def editable_case(db, actor, case_id: int) -> dict:
-    """The draft ``actor`` reported. Forbidden for anyone else's case or a case past draft."""
+    """The draft ``actor`` reported. NotFound for a case the actor may not read (so the
+    answer does not reveal that it exists); Forbidden for one they read but may not edit
+    (someone else's, or past draft)."""
+    require_readable(db, actor, case_id)
     case = _case_row(db, case_id)
     if case["origin"] != "internal" or case["reporter_id"] != actor.user_id \
             or case["status"] != "draft":
@@ -405,7 +406,7 @@ def save_report(db, actor, report: dict, *, case_id: int | None = None) -> int:
     Raises Invalid (messages by field) for malformed input and Conflict when the draft
     was saved elsewhere since ``report["version"]``. Nothing is written in either case.
     """
-    require_role(actor, *FILER_ROLES)
+    require_account(actor)  # every active account files; other roles only add powers
     if report["kind"] not in KINDS:
         raise Invalid({"kind": ["報告の種類が正しくありません。"]})
     values, countermeasures, codes, errors = clean_report(db, report, submitting=False)
@@ -445,6 +446,9 @@ def write_links(db, case_id: int, countermeasures: list, codes: list, now: str) 
         if row["countermeasure_id"] in stored:
             countermeasure_id = row["countermeasure_id"]
             db["countermeasures"].update(countermeasure_id, {**columns, "updated_at": now})
+            # Its text and status may have changed: an older progress form must not win.
+            db.execute("UPDATE countermeasures SET version = version + 1"
+                       " WHERE countermeasure_id = ?", [countermeasure_id])
         else:
             countermeasure_id = db["countermeasures"].insert(
                 {**columns, "case_id": case_id, "created_at": now, "updated_at": now}).last_pk

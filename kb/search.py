@@ -339,6 +339,7 @@ class _View:
         self.reader, self.offset, self.searcher = reader, offset, searcher
         self.data = _segment_data(folder, reader, searcher.doc_count_all())
         self.n = self.data.n
+        self._live = self._published = None
 
     def _ids_mask(self, ids) -> np.ndarray:
         mask = np.zeros(self.n, dtype=bool)
@@ -391,11 +392,23 @@ class _View:
             mask |= self.word(name, tokens)
         return mask
 
+    def live(self) -> np.ndarray:
+        """Documents not deleted (a view lives for one search, so this is computed once)."""
+        if self._live is None:
+            self._live = np.ones(self.n, dtype=bool)
+            if self.reader.has_deletions():
+                self._live[np.fromiter(self.reader.segment().deleted_docs(), dtype=np.int64)] = False
+        return self._live
+
+    def published(self) -> np.ndarray:
+        """Live published documents: what every user may read, and all word weights count."""
+        if self._published is None:
+            self._published = self.live() & self.term("status", "published")
+        return self._published
+
     def allowed(self, user, filters: dict) -> np.ndarray:
         """Live documents that the index says ``user`` may read, under ``filters``."""
-        mask = np.ones(self.n, dtype=bool)
-        if self.reader.has_deletions():
-            mask[np.fromiter(self.reader.segment().deleted_docs(), dtype=np.int64)] = False
+        mask = self.live().copy()
         visible = self.term("status", "published")
         if user is not None:
             if user.user_id is not None:
@@ -449,13 +462,23 @@ def _visibility_key(user) -> tuple:
     return ("staff", user.user_id)
 
 
-def _idf(searcher):
-    total = max(searcher.doc_count(), 1)
+def _idf(views):
+    """Word weights counted over the published documents only.
+
+    Counting over the whole index would let drafts and other departments' reports move
+    the scores (and the order) of the hits a user sees: saving a draft with or without a
+    word would be visible to everyone who searches for it (issue #11, item 7).
+    """
+    total = max(sum(int(np.count_nonzero(view.published())) for view in views), 1)
+
+    def frequency(name: str, token: str) -> int:
+        return sum(int(np.count_nonzero(view.term(name, token) & view.published()))
+                   for view in views)
 
     def weight(tokens):
         if ranking.is_prefix(tokens):
             return ranking.idf(total, total // 2)  # a one-character word matches very many
-        return ranking.idf(total, min(max(searcher.doc_frequency(name, token)
+        return ranking.idf(total, min(max(frequency(name, token)
                                           for name in ranking.FIELD_WEIGHTS) for token in tokens))
     return weight
 
@@ -511,14 +534,16 @@ def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, 
     started = time.perf_counter()
     start = (max(page, 1) - 1) * page_size
     want = start + page_size
-    plan = plan or ranking.plan_query(text, _idf(searcher))
+    views = [_View(reader, offset, searcher, ix.storage.folder)
+             for reader, offset in _segment_readers(searcher)]
+    plan = plan or ranking.plan_query(text, _idf(views))
     by_date = sort == "date" or plan.empty
     candidates, facets, total, partial = [], {}, 0, False
-    for reader, offset in _segment_readers(searcher):
+    for view in views:
+        reader = view.reader
         if time.perf_counter() - started > time_limit:
             partial = True
             break
-        view = _View(reader, offset, searcher, ix.storage.folder)
         allowed = view.allowed(user, filters)
         if exclude is not None:
             allowed &= ~view.term("case_id", str(exclude))
@@ -542,6 +567,35 @@ def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, 
     return total, ranked, facets, partial, plan.terms, plan.notices
 
 
+def _key_terms(searcher, views, text: str, number: int) -> list[tuple[str, float]]:
+    """The ``number`` most distinctive body bigrams of ``text`` with normalised weights.
+
+    Whoosh's ``key_terms_from_text`` (the Bo1 model) done over the published documents only:
+    Whoosh counts every document, and then a draft holding a word would change which
+    similar cases everyone is shown. Each bigram counts once (the field keeps presence)."""
+    total = sum(int(np.count_nonzero(view.published())) for view in views)
+    if not total:
+        return []
+    field = searcher.schema["body"]
+    scored, best = [], 0.0
+    for token in sorted({field.from_bytes(term) for term, _, _, _ in field.index(text)}):
+        # The exact bigram: a one-character token is not widened to a prefix here.
+        frequency = sum(int(np.count_nonzero(view._postings("body", token) & view.published()))
+                        for view in views)
+        if not frequency:
+            continue
+        share = frequency / total
+        score = math.log2((1.0 + share) / share) + math.log2(1.0 + share)
+        best = max(best, score)
+        scored.append((score, token))
+    if not scored:
+        return []
+    share = best / total
+    norm = (best * math.log((1.0 + share) / share) + math.log(1.0 + share)) / math.log(2.0)
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return [(token, score / norm) for score, token in scored[:number]]
+
+
 def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit: int = 5,
                   incident_type: str | None = None) -> list[dict]:
     """Published cases most like ``text`` (a case's title and summary, or a draft being
@@ -549,7 +603,9 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
     if not text or not text.strip():
         return []
     with open_searcher(ix) as searcher:
-        keys = searcher.key_terms_from_text("body", text[:4000], numterms=24, normalize=True)
+        views = [_View(reader, offset, searcher, ix.storage.folder)
+                 for reader, offset in _segment_readers(searcher)]
+        keys = _key_terms(searcher, views, text[:4000], 24)
         plan = ranking.Plan(
             words=[ranking.Word([term], float(weight) * 4.0, False) for term, weight in keys],
             hinted_types=[incident_type] if incident_type else [],

@@ -1,14 +1,16 @@
 """Sign-in, CSRF, rate limits, the secret-key guard and the security headers."""
 
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import jsonify, redirect, request, url_for
+from flask import current_app, jsonify, redirect, request, url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kb import config, users
 from kb.db import get_db
@@ -18,7 +20,8 @@ limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
 
 # Endpoints reachable without signing in.
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+# slips.redeem: a person with a sign-in slip chooses their password (kb/views/slips.py).
+PUBLIC_ENDPOINTS = {"auth.login", "slips.redeem", "static"}
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -63,11 +66,46 @@ def resolve_secret_key(app) -> None:
 
 
 def is_safe_next(target: str | None) -> bool:
-    """True for a path on this site ("/cases/3"), False for anything that could leave it."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """True for a path on this site ("/cases/3"), False for anything that could leave it.
+
+    Every redirect to a target taken from the request (sign-in's ``next``, the workshop
+    form's ``back``) goes through this check.
+    """
+    # Browsers drop tabs and new lines anywhere in a URL and read a backslash as "/", so
+    # "/<tab>/evil.example" and "/\evil.example" both lead to //evil.example: refuse any
+    # control character or backslash rather than guess how a browser cleans the URL.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(char) < 0x20 or ord(char) == 0x7f for char in target):
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc
+
+
+def _login_id() -> str:
+    # The prefix keeps the key apart from addresses, and never empty (Flask-Limiter
+    # skips a limit whose key is empty). Folded as sign-in matches it (users.login is
+    # COLLATE NOCASE; the directory ignores case too): 「HANAKO」 is hanako's attempt, else
+    # each spelling of one login id would get its own ten guesses.
+    typed = unicodedata.normalize("NFKC", request.form.get("login") or "").strip().casefold()
+    return "login:" + typed[:64]
+
+
+def _sign_in_failed(response) -> bool:
+    # A sign-in that succeeds answers with a redirect; anything else (wrong password,
+    # empty field, missing CSRF token, 429) is an attempt that counts.
+    return response.status_code != 302
+
+
+def limit_failed_logins(view, failed=_sign_in_failed):
+    """Rate-limit a sign-in view: LOGIN_RATE_LIMIT failed attempts per login id (wherever
+    they come from) and, separately, per client address. Successful sign-ins count for
+    neither, so an office signing in at nine o'clock through one address is not locked out.
+    ``failed(response)`` tells a failed attempt (default: any answer but a redirect).
+    """
+    for key_func in (_login_id, get_remote_address):
+        view = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=key_func,
+                             methods=["POST"], deduct_when=failed)(view)
+    return view
 
 
 def _require_login():
@@ -101,6 +139,12 @@ def init_app(app) -> None:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
     resolve_secret_key(app)
+    if app.config["TRUSTED_PROXIES"] > 0:
+        # Behind our own reverse proxies only: the client address (for the sign-in limit)
+        # is then read from X-Forwarded-For. Without a proxy that header is
+        # whatever the client wrote, and trusting it would let anyone escape the limit.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"],
+                                x_proto=app.config["TRUSTED_PROXIES"])
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

@@ -7,6 +7,7 @@ acts as ``SYSTEM``.
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from kb import audit
 from kb.db import transaction, utcnow
-from kb.exceptions import Invalid, NotFound
+from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import ROLES, require_role
 
 LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,39}$")
@@ -35,6 +36,9 @@ class User:
     department_name: str
     roles: frozenset
     active: bool = True
+    # Raised to end every session of the user at once (sign-out, password reset,
+    # deactivation); a session carries the generation it began under.
+    session_generation: int = 0
 
     def has_role(self, *roles: str) -> bool:
         return any(role in self.roles for role in roles)
@@ -53,7 +57,8 @@ class User:
         return False
 
     def get_id(self) -> str:
-        return str(self.user_id)
+        """What the session stores: "<user_id>:<session_generation>" (see load_session_user)."""
+        return f"{self.user_id}:{self.session_generation}"
 
 
 SYSTEM = User(None, "cli", "コマンドライン", None, "", frozenset({"admin"}))
@@ -132,7 +137,7 @@ def _user_from_row(row: dict) -> User:
         user_id=row["user_id"], login=row["login"], display_name=row["display_name"],
         department_id=row["department_id"], department_name=row["department_name"],
         roles=frozenset((row["role_list"] or "").split(",")) - {""},
-        active=bool(row["active"]),
+        active=bool(row["active"]), session_generation=row["session_generation"],
     )
 
 
@@ -144,13 +149,49 @@ def get_user(db, user_id) -> User:
     return _user_from_row(rows[0])
 
 
-def load_session_user(db, user_id: str) -> User | None:
-    """The user a session names, or None when it is unknown, malformed or deactivated."""
+def find_roster_user(db, column: str, value: str) -> User | None:
+    """The roster account (source 'roster') whose ``column`` — "employee_number" or
+    "login" — equals ``value`` ignoring case, active or not; None when there is none, or
+    more than one.
+
+    Directory sign-in uses it: a local account (the admin's) is never reached through
+    the directory, even when a directory entry happens to carry the same name. Case is
+    ignored because directories compare names that way (AD answers "Sato" for "sato").
+    """
+    if column not in ("employee_number", "login"):
+        raise ValueError(f"cannot match accounts by {column!r}")
+    rows = db.execute_returning_dicts(
+        f"{USER_QUERY} WHERE u.{column} = ? COLLATE NOCASE AND u.source = 'roster' LIMIT 2",
+        [value])
+    return _user_from_row(rows[0]) if len(rows) == 1 else None
+
+
+def load_session_user(db, session_id: str) -> User | None:
+    """The user a session names ("<user_id>:<session_generation>", from User.get_id), or
+    None when it is unknown, malformed, deactivated or of an ended generation."""
     try:
+        user_id, generation = str(session_id).split(":")
         user = get_user(db, int(user_id))
     except (NotFound, ValueError, TypeError):
         return None
-    return user if user.active else None
+    if not user.active or str(user.session_generation) != generation:
+        return None
+    return user
+
+
+def end_sessions(db, user_id: int) -> None:
+    """End every session of the user, in every browser, at once (part of the caller's
+    transaction when there is one)."""
+    with transaction(db):
+        db.execute("UPDATE users SET session_generation = session_generation + 1"
+                   " WHERE user_id = ?", [user_id])
+
+
+def sign_out(db, user: User) -> None:
+    """Sign the user out everywhere: a session cookie copied before this no longer works."""
+    with transaction(db):
+        end_sessions(db, user.user_id)
+        audit.record(db, user, "logout")
 
 
 def list_users(db, actor: User) -> list[User]:
@@ -167,11 +208,12 @@ def _dummy_hash() -> str:
 def authenticate(db, login: str, password: str) -> User | None:
     """The active user with this login and password, or None.
 
-    An unknown login costs the same hash check as a wrong password, so the time taken
-    does not tell whether an account exists.
+    An unknown login, and an account with no password yet (a roster account stores ''
+    until its owner sets one), cost the same hash check as a wrong password, so the time
+    taken does not tell whether an account exists or has a password.
     """
     rows = db.execute_returning_dicts(f"{USER_QUERY} WHERE u.login = ?", [login.strip()])
-    if not rows:
+    if not rows or not rows[0]["password_hash"]:
         check_password_hash(_dummy_hash(), password)
         return None
     row = rows[0]
@@ -245,9 +287,24 @@ def create_user(db, actor: User, *, login: str, display_name: str, department_id
     return get_user(db, user_id)
 
 
+def account_version(db, user_id: int) -> int:
+    """The account's ``users.version``: the admin's edit form carries it back to
+    ``update_user``. NotFound for an unknown id."""
+    row = db.execute("SELECT version FROM users WHERE user_id = ?", [user_id]).fetchone()
+    if row is None:
+        raise NotFound(f"user {user_id}")
+    return row[0]
+
+
 def update_user(db, actor: User, user_id: int, *, display_name: str, department_id: int,
-                roles, active: bool, password: str | None = None) -> User:
-    """Change an account's name, department, roles, active flag and (optionally) password."""
+                roles, active: bool, password: str | None = None, version=None) -> User:
+    """Change an account's name, department, roles, active flag and (optionally) password.
+
+    Raises Invalid (messages by field), and Conflict when the account changed since
+    ``version`` (see ``account_version``; None skips the check, as the command line
+    does): an admin's older form must not undo another admin's change. Nothing is
+    written in either case.
+    """
     require_role(actor, "admin")
     before = get_user(db, user_id)
     roles = sorted(set(roles))
@@ -263,11 +320,111 @@ def update_user(db, actor: User, user_id: int, *, display_name: str, department_
     if password:
         changes["password_hash"] = generate_password_hash(password)
     with transaction(db):
+        # Compared inside the write transaction: the version checked is the one replaced.
+        if version is not None and str(version) != str(account_version(db, user_id)):
+            raise Conflict(f"user {user_id} changed since version {version}")
         db["users"].update(user_id, changes)
+        db.execute("UPDATE users SET version = version + 1 WHERE user_id = ?", [user_id])
         db.execute("DELETE FROM user_roles WHERE user_id = ?", [user_id])
         db["user_roles"].insert_all({"user_id": user_id, "role": role} for role in roles)
+        if password or not active:  # a reset or a deactivation signs the person out everywhere
+            end_sessions(db, user_id)
         audit.record(db, actor, "user_update", target=before.login, detail={
             "roles": roles, "department_id": department_id, "active": bool(active),
             "password_changed": bool(password),
         })
     return get_user(db, user_id)
+
+
+# --- choosing a password ------------------------------------------------------------
+
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "data" / "seed" / "common-passwords.txt"
+MIN_DISTINCT_CHARACTERS = 4
+PASSWORD_RULES = (f"空白を除いて{MIN_PASSWORD_LENGTH}文字以上で、同じ文字の繰り返しでなく、ログインIDを含まず、"
+                  "よく使われているパスワード（password123、qwertyuiop など）でないもの")
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The refused passwords of data/seed/common-passwords.txt, lower case."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines
+                     if line.strip() and not line.startswith("#"))
+
+
+def _is_common(password: str) -> bool:
+    folded = unicodedata.normalize("NFKC", password).strip().lower()
+    # "sakura2026!" is as guessable as "sakura": a listed word followed only by digits
+    # and symbols is refused too.
+    stem = re.sub(r"[\d\W_]+$", "", folded)
+    return folded in common_passwords() or (bool(stem) and stem in common_passwords())
+
+
+def check_new_password(login: str, password: str, confirm: str) -> dict[str, list[str]]:
+    """The rules for a password a person chooses (a sign-in slip, パスワード変更): at least
+    MIN_PASSWORD_LENGTH characters, not containing the login id (ignoring case), not in the
+    common-passwords list, typed the same twice. Japanese messages by field ("password",
+    "password_confirm"); empty when all is well."""
+    errors: dict[str, list[str]] = {}
+    # What the rules count: spaces and invisible characters (zero-width, controls) add no
+    # strength, and would let 「ten spaces」 or a login id split by U+200B through.
+    folded = "".join(char for char in unicodedata.normalize("NFKC", password or "").lower()
+                     if not char.isspace() and unicodedata.category(char)[0] not in "CZ")
+    if not password:
+        errors["password"] = ["新しいパスワードを入力してください。"]
+    elif len(password) < MIN_PASSWORD_LENGTH:
+        errors["password"] = [f"パスワードは{MIN_PASSWORD_LENGTH}文字以上にしてください。"]
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        errors["password"] = [f"パスワードは{MAX_PASSWORD_LENGTH}文字以内にしてください。"]
+    elif len(folded) < MIN_PASSWORD_LENGTH:
+        errors["password"] = [f"パスワードは、空白や見えない文字を除いて{MIN_PASSWORD_LENGTH}文字以上に"
+                              "してください。"]
+    elif len(set(folded)) < MIN_DISTINCT_CHARACTERS:
+        errors["password"] = ["同じ文字の繰り返し（xxxxxxxxxx、abababab など）は使えません。"]
+    elif login and unicodedata.normalize("NFKC", login).lower() in folded:
+        errors["password"] = ["ログインIDを含むパスワードは使えません。"]
+    elif _is_common(password) or _is_common(folded):
+        errors["password"] = ["よく使われているパスワード（またはそれに数字や記号を足しただけのもの）"
+                              "は使えません。推測されにくい言葉を組み合わせてください。"]
+    if "password" not in errors and password != confirm:
+        errors["password_confirm"] = ["確認のため、同じパスワードをもう一度入力してください。"]
+    return errors
+
+
+def store_password(db, user_id: int, password: str) -> None:
+    """Write a new password hash and end every session of the user (part of the caller's
+    transaction). The caller has checked the rules and who may do it."""
+    with transaction(db):
+        db.execute("UPDATE users SET password_hash = ?, updated_at = ?, version = version + 1"
+                   " WHERE user_id = ?", [generate_password_hash(password), utcnow(), user_id])
+        end_sessions(db, user_id)
+
+
+def change_own_password(db, actor: User, *, current_password: str, password: str,
+                        confirm: str) -> User:
+    """The signed-in person changes their own password: the current one, then a new one
+    (check_new_password) twice. Every session of theirs ends, this one included — the
+    caller signs this browser in again with the returned User. Audited as
+    "password_change". Raises Invalid (messages by field, "current_password" among
+    them) and writes nothing when refused.
+    """
+    if actor is None or actor.user_id is None:
+        raise Forbidden("only a signed-in person changes their own password")
+    row = db.execute("SELECT password_hash FROM users WHERE user_id = ?",
+                     [actor.user_id]).fetchone()
+    if row is None:
+        raise NotFound(f"user {actor.user_id}")
+    errors: dict[str, list[str]] = {}
+    if not row[0]:
+        errors["current_password"] = [
+            "このアカウントにはまだパスワードがありません（ディレクトリでログインしています）。"
+            "パスワードが必要なときは、所属長か管理者にログイン用紙を印刷してもらってください。"]
+    elif not check_password_hash(row[0], current_password or ""):
+        errors["current_password"] = ["現在のパスワードが正しくありません。"]
+    errors.update(check_new_password(actor.login, password, confirm))
+    if errors:
+        raise Invalid(errors)
+    with transaction(db):
+        store_password(db, actor.user_id, password)
+        audit.record(db, actor, "password_change", target=actor.login)
+    return get_user(db, actor.user_id)

@@ -7,12 +7,12 @@ function which buttons to show.
 
 from datetime import date
 
-from kb import audit, reports, statutory
+from kb import audit, cases, pii, reports, statutory
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound, PersonalDataFound
 
 ACTIONS = ("edit", "submit", "approve", "return", "publish", "comment", "review_pii",
-           "statutory")
+           "review_comments", "statutory")
 COMMENT_LIMIT = 2000
 
 
@@ -34,6 +34,8 @@ def may(user, action: str, case: dict) -> bool:
         "comment": own or (department_manager and status != "draft")
                    or (reviewer and status != "draft"),
         "review_pii": reviewer and status in ("submitted", "approved"),
+        # Comments keep coming after publication: each is checked before all staff see it.
+        "review_comments": reviewer and status in ("submitted", "approved", "published"),
         "statutory": reviewer and case["kind"] == "incident" and status != "draft",
     }
     return rules[action]
@@ -44,6 +46,10 @@ def allowed_actions(user, case: dict) -> set[str]:
 
 
 def _checked_case(db, actor, case_id: int, action: str, version=None) -> dict:
+    """The case row, once ``actor`` may do ``action`` to it: NotFound when they may not
+    read it (before any other check, so a refusal does not reveal the report), Forbidden
+    when they read it but may not act, Conflict when ``version`` is stale."""
+    cases.require_readable(db, actor, case_id)
     case = reports._case_row(db, case_id)
     if not may(actor, action, case):
         raise Forbidden(f"{action} of case {case_id} refused for user {actor.user_id}")
@@ -60,11 +66,17 @@ def _comment_row(case_id: int, actor, body: str, action: str | None, now: str) -
 def _transition(db, actor, case: dict, status: str, action: str, *, comment: str = "",
                 stamp: str | None = None) -> None:
     now = utcnow()
-    changes = {"status": status, "updated_at": now, "version": case["version"] + 1}
-    if stamp:
-        changes[stamp] = now
+    stamps = f", {stamp} = :now" if stamp else ""
     with transaction(db):
-        db["cases"].update(case["case_id"], changes)
+        # Compare and set: the step applies to the status and version that were checked,
+        # so two steps racing on one report (an approve and a return) cannot both land.
+        moved = db.execute(
+            f"UPDATE cases SET status = :status, updated_at = :now, version = version + 1"
+            f"{stamps} WHERE case_id = :case_id AND status = :was AND version = :version",
+            {"status": status, "now": now, "case_id": case["case_id"], "was": case["status"],
+             "version": case["version"]}).rowcount
+        if not moved:
+            raise Conflict(f"case {case['case_id']} changed before {action}")
         mark_changed(db, case["case_id"])
         if comment:
             db["comments"].insert(_comment_row(case["case_id"], actor, comment, action, now))
@@ -90,15 +102,17 @@ def submit_report(db, actor, case_id: int, *, version=None, pii_acknowledged=Fal
     _transition(db, actor, case, "submitted", "submit", stamp="submitted_at")
 
 
-def approve_report(db, actor, case_id: int, *, comment: str = "") -> None:
-    case = _checked_case(db, actor, case_id, "approve")
+def approve_report(db, actor, case_id: int, *, comment: str = "", version=None) -> None:
+    """A manager approves a submitted report. ``version`` is the one the manager's page
+    showed (None skips that check): Conflict, writing nothing, once the report changed."""
+    case = _checked_case(db, actor, case_id, "approve", version)
     _transition(db, actor, case, "approved", "approve", comment=_comment(comment, False),
                 stamp="approved_at")
 
 
-def return_report(db, actor, case_id: int, *, comment: str) -> None:
+def return_report(db, actor, case_id: int, *, comment: str, version=None) -> None:
     """Send a report back to its reporter as a draft; the reason is required."""
-    case = _checked_case(db, actor, case_id, "return")
+    case = _checked_case(db, actor, case_id, "return", version)
     _transition(db, actor, case, "draft", "return", comment=_comment(comment, True))
 
 
@@ -108,14 +122,88 @@ def confirmed_findings(db, case_id: int) -> set[tuple[str, str]]:
 
 
 def open_findings(db, case_id: int) -> dict:
-    """Personal-data findings of a stored case that are neither masked nor confirmed."""
-    return reports.report_findings(reports.report_from_case(db, case_id),
-                                   confirmed_findings(db, case_id))
+    """Personal-data findings of a stored case that are neither masked nor confirmed: its
+    report fields, then its comments (fields ``comment-<comment_id>``)."""
+    confirmed = confirmed_findings(db, case_id)
+    return {**reports.report_findings(reports.report_from_case(db, case_id), confirmed),
+            **comment_findings(db, case_id, confirmed)}
 
 
-def publish_report(db, actor, case_id: int, *, comment: str = "") -> None:
+# --- personal data in comments ------------------------------------------------------------
+# The comment thread is shown with the published case, so each comment goes through the
+# same check as the report: a finding is masked (the body is rewritten) or confirmed, keyed
+# in pii_confirmations by the field name "comment-<comment_id>".
+
+COMMENT_FIELD = "comment-"
+
+
+def comment_field(comment_id: int) -> str:
+    return f"{COMMENT_FIELD}{comment_id}"
+
+
+def _comment_texts(db, case_id: int) -> list[tuple[int, str]]:
+    return [(row[0], row[1]) for row in db.execute(
+        "SELECT comment_id, body FROM comments WHERE case_id = ? ORDER BY comment_id",
+        [case_id])]
+
+
+def comment_findings(db, case_id: int, confirmed=None) -> dict[str, list]:
+    """Open findings of the case's comments by field ``comment-<comment_id>``."""
+    confirmed = confirmed_findings(db, case_id) if confirmed is None else confirmed
+    findings = {}
+    for comment_id, body in _comment_texts(db, case_id):
+        field = comment_field(comment_id)
+        found = [f for f in pii.scan(body) if (field, f.text) not in confirmed]
+        if found:
+            findings[field] = found
+    return findings
+
+
+def _comment_body(db, case_id: int, field: str) -> tuple[int, str] | None:
+    """(comment_id, body) of the case's comment a field names; None if there is none."""
+    number = field[len(COMMENT_FIELD):]
+    if not number.isdigit():
+        return None
+    row = db.execute("SELECT comment_id, body FROM comments WHERE comment_id = ? AND case_id = ?",
+                     [int(number), case_id]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _mask_comment(db, actor, case_id: int, field: str, start: int, end: int, version) -> bool:
+    with transaction(db):
+        case = _checked_case(db, actor, case_id, "review_comments", version)
+        comment = _comment_body(db, case_id, field)
+        match = comment and next((f for f in pii.scan(comment[1])
+                                  if f.start == start and f.end == end), None)
+        if not match:
+            return False
+        db["comments"].update(comment[0], {"body": pii.mask(comment[1], start, end, match.text)})
+        # The page showed the comment as it was: other open pages must reload before acting.
+        db["cases"].update(case_id, {"version": case["version"] + 1})
+        audit.record(db, actor, "pii_mask", case_id=case_id, detail={"field": field})
+    return True
+
+
+def _record_confirmation(db, actor, case_id: int, field: str, text: str) -> None:
+    """A reviewer's word that ``text`` in ``field`` is not personal data (audited)."""
+    db["pii_confirmations"].insert({"case_id": case_id, "field": field, "text": text,
+                                    "confirmed_by": actor.user_id, "confirmed_at": utcnow()},
+                                   ignore=True)
+    audit.record(db, actor, "pii_confirm", case_id=case_id, detail={"field": field, "text": text})
+
+
+def _confirm_comment(db, actor, case_id: int, field: str, text: str, version) -> None:
+    with transaction(db):
+        _checked_case(db, actor, case_id, "review_comments", version)
+        comment = _comment_body(db, case_id, field)
+        if not comment or not any(f.text == text for f in pii.scan(comment[1])):
+            raise Invalid({field: ["確認する対象が見つかりません。画面を読み込み直してください。"]})
+        _record_confirmation(db, actor, case_id, field, text)
+
+
+def publish_report(db, actor, case_id: int, *, comment: str = "", version=None) -> None:
     """Publish an approved report; refused while a personal-data finding is open."""
-    case = _checked_case(db, actor, case_id, "publish")
+    case = _checked_case(db, actor, case_id, "publish", version)
     findings = open_findings(db, case_id)
     if findings:
         raise PersonalDataFound(findings)
@@ -123,15 +211,25 @@ def publish_report(db, actor, case_id: int, *, comment: str = "") -> None:
                 stamp="published_at")
 
 
-def mask_finding(db, actor, case_id: int, field: str, start: int, end: int) -> bool:
-    """A reviewer masks one finding in a stored report; False if it is no longer there."""
-    case = _checked_case(db, actor, case_id, "review_pii")
-    report = reports.report_from_case(db, case_id)
-    if not reports.mask_in_report(report, field, start, end):
-        return False
-    values, countermeasures, codes, _ = reports.clean_report(db, report, submitting=False)
+def mask_finding(db, actor, case_id: int, field: str, start: int, end: int, *,
+                 version=None) -> bool:
+    """A reviewer masks one finding in a stored report; False if it is no longer there.
+
+    ``version`` is the case version the reviewer's page showed (None skips the check):
+    Conflict, writing nothing, once the case changed since — the offsets were of that text.
+    A comment's finding (field ``comment-<id>``) rewrites the comment, on a published
+    case too.
+    """
+    if field.startswith(COMMENT_FIELD):
+        return _mask_comment(db, actor, case_id, field, start, end, version)
     now = utcnow()
     with transaction(db):
+        # Read inside the write transaction: the version checked is the one overwritten.
+        case = _checked_case(db, actor, case_id, "review_pii", version)
+        report = reports.report_from_case(db, case_id)
+        if not reports.mask_in_report(report, field, start, end):
+            return False
+        values, countermeasures, codes, _ = reports.clean_report(db, report, submitting=False)
         db["cases"].update(case_id, {**{k: values[k] for k in reports.TEXT_COLUMNS},
                                      "whys": values["whys"], "data_items": values["data_items"],
                                      "updated_at": now, "version": case["version"] + 1})
@@ -141,18 +239,22 @@ def mask_finding(db, actor, case_id: int, field: str, start: int, end: int) -> b
     return True
 
 
-def confirm_not_personal_data(db, actor, case_id: int, field: str, text: str) -> None:
-    """A reviewer records that a finding is not personal data (e.g. an office's number)."""
-    _checked_case(db, actor, case_id, "review_pii")
-    report = reports.report_from_case(db, case_id)
-    if not any(f.text == text for f in reports.report_findings(report).get(field, [])):
-        raise Invalid({field: ["確認する対象が見つかりません。画面を読み込み直してください。"]})
+def confirm_not_personal_data(db, actor, case_id: int, field: str, text: str, *,
+                              version=None) -> None:
+    """A reviewer records that a finding is not personal data (e.g. an office's number).
+
+    Conflict when the case changed since ``version`` (None skips the check): the reviewer
+    judged the text as it was then. A comment's finding (field ``comment-<id>``) may be
+    confirmed on a published case too.
+    """
+    if field.startswith(COMMENT_FIELD):
+        return _confirm_comment(db, actor, case_id, field, text, version)
     with transaction(db):
-        db["pii_confirmations"].insert({"case_id": case_id, "field": field, "text": text,
-                                        "confirmed_by": actor.user_id,
-                                        "confirmed_at": utcnow()}, ignore=True)
-        audit.record(db, actor, "pii_confirm", case_id=case_id,
-                     detail={"field": field, "text": text})
+        _checked_case(db, actor, case_id, "review_pii", version)
+        report = reports.report_from_case(db, case_id)
+        if not any(f.text == text for f in reports.report_findings(report).get(field, [])):
+            raise Invalid({field: ["確認する対象が見つかりません。画面を読み込み直してください。"]})
+        _record_confirmation(db, actor, case_id, field, text)
 
 
 def _comment(text: str, required: bool) -> str:
@@ -164,7 +266,10 @@ def _comment(text: str, required: bool) -> str:
     return text
 
 
-def add_comment(db, actor, case_id: int, body: str) -> None:
+def add_comment(db, actor, case_id: int, body: str) -> list:
+    """Add a comment; returns its personal-data findings. A comment with findings is shown
+    only to those who handle the case until a reviewer masks or confirms them (on a
+    published case, everyone else does not see it), and it holds up publication."""
     case = _checked_case(db, actor, case_id, "comment")
     body = _comment(body, True) if body.strip() else None
     if body is None:
@@ -173,13 +278,20 @@ def add_comment(db, actor, case_id: int, body: str) -> None:
         db["comments"].insert(_comment_row(case_id, actor, body, None, utcnow()))
         anonymous = bool(case["anonymous"]) and case["reporter_id"] == actor.user_id
         audit.record(db, actor, "comment_add", case_id=case_id, anonymous=anonymous)
+    return pii.scan(body)
 
 
 def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
                             final_reported_on: str, disclosure: str,
-                            disclosure_reason: str) -> None:
-    """A reviewer records when the 速報 and 確報 were made and the 公表 decision."""
-    case = _checked_case(db, actor, case_id, "statutory")
+                            disclosure_reason: str, version=None) -> None:
+    """A reviewer records when the 速報 and 確報 were made and the 公表 decision.
+
+    Raises Invalid (messages by field) for malformed input, and Conflict when the case
+    changed since ``version``, the one the reviewer's page showed (None skips the check):
+    a second reviewer's older page must not wipe the first one's dates. Nothing is
+    written in either case.
+    """
+    _checked_case(db, actor, case_id, "statutory")
     errors: dict = {}
     values = {
         "prelim_reported_on": reports._date(prelim_reported_on, errors, "prelim_reported_on"),
@@ -195,6 +307,7 @@ def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
     if errors:
         raise Invalid(errors)
     with transaction(db):
+        case = _checked_case(db, actor, case_id, "statutory", version)
         db["cases"].update(case_id, {**values, "updated_at": utcnow(),
                                      "version": case["version"] + 1})
         mark_changed(db, case_id)
@@ -202,8 +315,18 @@ def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
                      detail={k: v for k, v in values.items() if k != "disclosure_reason"})
 
 
-def update_countermeasure_status(db, actor, countermeasure_id: int, status: str) -> None:
-    """Managers of the case's or the owner department, and reviewers, track progress."""
+def update_countermeasure_status(db, actor, countermeasure_id: int, status: str, *,
+                                 version=None) -> None:
+    """Managers of the case's or the owner department, and reviewers, track progress.
+
+    Conflict, writing nothing, when the countermeasure changed since ``version`` (its
+    ``countermeasures.version`` as the actor's page showed it; None skips the check).
+    """
+    with transaction(db):
+        _update_countermeasure_status(db, actor, countermeasure_id, status, version)
+
+
+def _update_countermeasure_status(db, actor, countermeasure_id, status, version) -> None:
     rows = db.execute_returning_dicts(
         "SELECT m.*, c.department_id AS case_department_id, c.status AS case_status,"
         " c.origin FROM countermeasures m JOIN cases c USING (case_id)"
@@ -211,6 +334,9 @@ def update_countermeasure_status(db, actor, countermeasure_id: int, status: str)
     if not rows:
         raise NotFound(f"countermeasure {countermeasure_id}")
     row = rows[0]
+    # A case the actor may not read is missing to them (an owner department's manager
+    # reads another department's report once it is published).
+    cases.require_readable(db, actor, row["case_id"])
     manager = actor.has_role("manager") and actor.department_id in (
         row["case_department_id"], row["owner_department_id"])
     if row["origin"] != "internal" or row["case_status"] == "draft" \
@@ -218,10 +344,12 @@ def update_countermeasure_status(db, actor, countermeasure_id: int, status: str)
         raise Forbidden(f"countermeasure {countermeasure_id}")
     if status not in reports.COUNTERMEASURE_STATUSES:
         raise Invalid({"status": ["進み具合は一覧から選んでください。"]})
-    with transaction(db):
-        db["countermeasures"].update(countermeasure_id, {"status": status, "updated_at": utcnow()})
-        audit.record(db, actor, "countermeasure_update", case_id=row["case_id"],
-                     detail={"countermeasure_id": countermeasure_id, "status": status})
+    if version is not None and str(version) != str(row["version"]):
+        raise Conflict(f"countermeasure {countermeasure_id} is at version {row['version']}")
+    db["countermeasures"].update(countermeasure_id, {"status": status, "updated_at": utcnow(),
+                                                     "version": row["version"] + 1})
+    audit.record(db, actor, "countermeasure_update", case_id=row["case_id"],
+                 detail={"countermeasure_id": countermeasure_id, "status": status})
 
 
 # --- lists -------------------------------------------------------------------------------
@@ -281,6 +409,29 @@ def queue(db, actor, *, status: str, sort: str = "oldest", kind: str | None = No
     return _for_viewer(_report_rows(db, where, params, order), actor)
 
 
+def held_comments(db, actor) -> list[dict]:
+    """Comments on published cases that the office does not see yet because the personal-data
+    check found something in them: [{case_id, title, comment_id, created_at, kinds}], oldest
+    first. Reviewers only (they mask or confirm each on the case page)."""
+    if not actor.has_role("reviewer"):
+        raise Forbidden("held comments")
+    rows = db.execute(
+        "SELECT m.case_id, c.title, m.comment_id, m.created_at, m.body FROM comments m"
+        " JOIN cases c USING (case_id) WHERE c.status = 'published'"
+        " ORDER BY m.created_at, m.comment_id").fetchall()
+    held, confirmed = [], {}
+    for case_id, title, comment_id, created_at, body in rows:
+        if case_id not in confirmed:
+            confirmed[case_id] = confirmed_findings(db, case_id)
+        field = comment_field(comment_id)
+        found = [f for f in pii.scan(body) if (field, f.text) not in confirmed[case_id]]
+        if found:
+            held.append({"case_id": case_id, "title": title, "comment_id": comment_id,
+                         "created_at": created_at,
+                         "kinds": sorted({pii.KIND_LABELS[f.kind] for f in found})})
+    return held
+
+
 def deadlines(db, actor, *, today: date | None = None) -> list[dict]:
     """Reportable incidents whose 速報 or 確報 is not yet recorded, soonest due first."""
     if not actor.has_role("reviewer"):
@@ -301,20 +452,41 @@ def deadlines(db, actor, *, today: date | None = None) -> list[dict]:
 
 
 def list_comments(db, viewer, case_id: int) -> list[dict]:
-    """The case's comments, oldest first; an anonymous reporter's appear as 「報告者（匿名）」."""
+    """The case's comments, oldest first; an anonymous reporter's appear as 「報告者（匿名）」,
+    and once the case is published every reporter's as 「報告者」 to everyone (a published
+    case never names its reporter).
+
+    A comment with an open personal-data finding is left out for everyone but those who
+    handle the case and its author; for them it is flagged ``pii_pending``."""
     case = reports._case_row(db, case_id)
+    pending = comment_findings(db, case_id)
+    handler = _handles(viewer, case)
     rows = db.execute_returning_dicts(
         "SELECT k.*, u.display_name AS author_name, d.name AS author_department"
         " FROM comments k LEFT JOIN users u ON u.user_id = k.user_id"
         " LEFT JOIN departments d ON d.department_id = u.department_id"
         " WHERE k.case_id = ? ORDER BY k.comment_id", [case_id])
+    shown = []
     for row in rows:
+        row["pii_pending"] = comment_field(row["comment_id"]) in pending
+        if row["pii_pending"] and not (handler or row["user_id"] == viewer.user_id):
+            continue
+        shown.append(row)
         row["by_reporter"] = row["user_id"] is not None and row["user_id"] == case["reporter_id"]
         if row["by_reporter"] and case["anonymous"] and viewer.user_id != row["user_id"]:
             row["author_name"] = "報告者（匿名）"
             row["author_department"] = None
+        elif row["by_reporter"] and case["status"] == "published":
+            row["author_name"] = "報告者"
+            row["author_department"] = None
         row.pop("user_id")
-    return rows
+    return shown
+
+
+def _handles(viewer, case: dict) -> bool:
+    """The reporter, the managers of the report's department and the reviewers."""
+    return case["reporter_id"] == viewer.user_id or viewer.has_role("reviewer") or (
+        viewer.has_role("manager") and case["department_id"] == viewer.department_id)
 
 
 def case_context(db, viewer, case_id: int) -> dict:
@@ -325,11 +497,16 @@ def case_context(db, viewer, case_id: int) -> dict:
     if case["origin"] != "internal":
         return {"actions": set(), "comments": [], "findings": {}, "assessment": None}
     actions = allowed_actions(viewer, case)
-    handler = case["reporter_id"] == viewer.user_id or viewer.has_role("reviewer") or (
-        viewer.has_role("manager") and case["department_id"] == viewer.department_id)
+    handler = _handles(viewer, case)
+    if "review_pii" in actions:
+        findings = open_findings(db, case_id)
+    elif "review_comments" in actions:
+        findings = comment_findings(db, case_id)
+    else:
+        findings = {}
     return {
         "actions": actions,
         "comments": list_comments(db, viewer, case_id),
-        "findings": open_findings(db, case_id) if "review_pii" in actions else {},
+        "findings": findings,
         "assessment": statutory.assess(case) if handler else None,
     }

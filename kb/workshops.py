@@ -7,13 +7,13 @@ it; only its owner changes it.
 """
 
 import json
-import re
 from datetime import date
 
 from kb import audit, checklist
 from kb.cases import INCIDENT_TYPE_LABELS, ORIGIN_LABELS
 from kb.db import transaction, utcnow
-from kb.exceptions import Forbidden, Invalid, NotFound
+from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
+from kb.quiz import build_quiz, code_order as _code_order, falsify  # noqa: F401 (the workshop quiz)
 from kb.rendering import excel_csv
 from kb.roles import require_role
 
@@ -53,11 +53,22 @@ def get_workshop(db, actor, workshop_id: int) -> dict:
     return workshop
 
 
-def _editable(db, actor, workshop_id: int) -> dict:
+def _editable(db, actor, workshop_id: int, version=None) -> dict:
+    """The workshop if ``actor`` owns it. Conflict when it changed since ``version``, the
+    ``workshops.version`` the owner's page showed (None skips the check); called inside
+    the write transaction, so the version compared is the one about to be replaced."""
     workshop = get_workshop(db, actor, workshop_id)
     if not workshop["can_edit"]:
         raise Forbidden(f"workshop {workshop_id} belongs to user {workshop['owner_id']}")
+    if version is not None and str(version) != str(workshop["version"]):
+        raise Conflict(f"workshop {workshop_id} is at version {workshop['version']}")
     return workshop
+
+
+def _bump(db, workshop_id: int) -> None:
+    # Every change to a workshop or its cases makes the owner's other open pages stale.
+    db.execute("UPDATE workshops SET version = version + 1, updated_at = ? WHERE workshop_id = ?",
+               [utcnow(), workshop_id])
 
 
 def list_workshops(db, actor) -> dict[str, list[dict]]:
@@ -118,17 +129,25 @@ def create_workshop(db, actor, *, title: str, held_on: str = "",
 
 
 def update_workshop(db, actor, workshop_id: int, *, title: str, held_on: str,
-                    audience_department_id, questions, shared: bool) -> None:
+                    audience_department_id, questions, shared: bool, version=None) -> None:
+    """Change the name, date, audience, questions and sharing. Raises Invalid (by field)
+    for malformed input and Conflict when the workshop changed since ``version``; nothing
+    is written in either case."""
     _editable(db, actor, workshop_id)
     values = _check(db, title, held_on, audience_department_id, questions)
     with transaction(db):
-        db["workshops"].update(workshop_id, {**values, "shared": int(bool(shared)),
-                                             "updated_at": utcnow()})
+        _editable(db, actor, workshop_id, version)
+        db["workshops"].update(workshop_id, {**values, "shared": int(bool(shared))})
+        _bump(db, workshop_id)
         audit.record(db, actor, "workshop_update", target=str(workshop_id))
 
 
 def add_case(db, actor, workshop_id: int, case_id: int) -> bool:
-    """Add a published case at the end; False if it is there already."""
+    """Add a published case at the end; False if it is there already.
+
+    Not version-checked: it only adds (from a search or case page, not the workshop's own
+    page) and overwrites nothing; it does raise the version, so the owner's open workshop
+    pages are stale afterwards."""
     _editable(db, actor, workshop_id)
     status = db.execute("SELECT status FROM cases WHERE case_id = ?", [case_id]).fetchone()
     if status is None or status[0] != "published":
@@ -143,14 +162,16 @@ def add_case(db, actor, workshop_id: int, case_id: int) -> bool:
     with transaction(db):
         db["workshop_cases"].insert({"workshop_id": workshop_id, "case_id": case_id,
                                      "position": count, "note": ""})
-        db["workshops"].update(workshop_id, {"updated_at": utcnow()})
+        _bump(db, workshop_id)
         audit.record(db, actor, "workshop_add_case", case_id=case_id, target=str(workshop_id))
     return True
 
 
-def remove_case(db, actor, workshop_id: int, case_id: int) -> None:
+def remove_case(db, actor, workshop_id: int, case_id: int, *, version=None) -> None:
+    """Take a case out of the workshop; Conflict when the workshop changed since ``version``."""
     _editable(db, actor, workshop_id)
     with transaction(db):
+        _editable(db, actor, workshop_id, version)
         db.execute("DELETE FROM workshop_cases WHERE workshop_id = ? AND case_id = ?",
                    [workshop_id, case_id])
         audit.record(db, actor, "workshop_remove_case", case_id=case_id, target=str(workshop_id))
@@ -159,17 +180,20 @@ def remove_case(db, actor, workshop_id: int, case_id: int) -> None:
             [workshop_id])])
 
 
-def move_case(db, actor, workshop_id: int, case_id: int, step: int) -> None:
-    """Move a case one place up (step -1) or down (+1)."""
+def move_case(db, actor, workshop_id: int, case_id: int, step: int, *, version=None) -> None:
+    """Move a case one place up (step -1) or down (+1). Conflict when the workshop changed
+    since ``version``: "up" means up from the order the owner saw."""
     _editable(db, actor, workshop_id)
-    order = [r[0] for r in db.execute(
-        "SELECT case_id FROM workshop_cases WHERE workshop_id = ? ORDER BY position", [workshop_id])]
-    if case_id not in order:
-        raise NotFound(f"case {case_id} in workshop {workshop_id}")
-    index = order.index(case_id)
-    target = min(max(index + step, 0), len(order) - 1)
-    order.insert(target, order.pop(index))
     with transaction(db):
+        _editable(db, actor, workshop_id, version)
+        order = [r[0] for r in db.execute(
+            "SELECT case_id FROM workshop_cases WHERE workshop_id = ? ORDER BY position",
+            [workshop_id])]
+        if case_id not in order:
+            raise NotFound(f"case {case_id} in workshop {workshop_id}")
+        index = order.index(case_id)
+        target = min(max(index + step, 0), len(order) - 1)
+        order.insert(target, order.pop(index))
         _renumber(db, workshop_id, order)
         audit.record(db, actor, "workshop_move_case", case_id=case_id, target=str(workshop_id))
 
@@ -178,19 +202,22 @@ def _renumber(db, workshop_id: int, order: list[int]) -> None:
     for position, case_id in enumerate(order):
         db.execute("UPDATE workshop_cases SET position = ? WHERE workshop_id = ? AND case_id = ?",
                    [position, workshop_id, case_id])
-    db["workshops"].update(workshop_id, {"updated_at": utcnow()})
+    _bump(db, workshop_id)
 
 
-def set_note(db, actor, workshop_id: int, case_id: int, note: str) -> None:
+def set_note(db, actor, workshop_id: int, case_id: int, note: str, *, version=None) -> None:
+    """Write the note of one case. Raises Invalid for an over-long note and Conflict when
+    the workshop changed since ``version``; nothing is written in either case."""
     _editable(db, actor, workshop_id)
     note = (note or "").strip()
     if len(note) > NOTE_LIMIT:
         raise Invalid({"note": [f"メモは{NOTE_LIMIT:,}文字以内にしてください。"]})
     with transaction(db):
+        _editable(db, actor, workshop_id, version)
         db.execute("UPDATE workshop_cases SET note = ? WHERE workshop_id = ? AND case_id = ?",
                    [note, workshop_id, case_id])
         audit.record(db, actor, "workshop_note", case_id=case_id, target=str(workshop_id))
-        db["workshops"].update(workshop_id, {"updated_at": utcnow()})
+        _bump(db, workshop_id)
 
 
 def copy_workshop(db, actor, workshop_id: int) -> int:
@@ -236,9 +263,6 @@ def workshop_cases(db, actor, workshop_id: int) -> list[dict]:
         row["reporter_id"] = None  # a handout never names a reporter
     return rows
 
-
-def _code_order(code: str):
-    return tuple(int(part) if part.isdigit() else 0 for part in code.split("-"))
 
 
 def what_happened(case: dict) -> list[str]:
@@ -298,59 +322,3 @@ def cases_csv(cases: list[dict]) -> bytes:
           "\n".join(what_happened(case)), "\n".join(m["text"] for m in case["countermeasures"]),
           case["lesson"], case["source_url"] or "", case["note"]]
          for number, case in enumerate(cases, start=1)])
-
-
-# --- the ○× quiz -------------------------------------------------------------------------
-# True statements are sentences of the items' guidance as written. A false one is a
-# guidance sentence with one controlled change, so the answer sheet can show both.
-
-SWAPS = (
-    ("別の職員", "同じ職員"), ("同じ職員", "別の職員"), ("二人", "一人"), ("2人", "1人"),
-    ("複数", "一人"), ("BCC", "宛先（To）"), ("施錠", "開けたまま"), ("四半期ごと", "数年に一度"),
-    ("年1回", "数年に1回"), ("すぐに", "落ち着いてから後日"), ("事前に", "事後に"),
-    ("電源は切らず", "まず電源を切り"), ("先に", "後から"), ("読み上げ", "黙読し"),
-    ("外します", "残しておきます"), ("必ず", "なるべく"),
-)
-NEGATIONS = (("しません。", "します。"), ("ません。", "ます。"), ("します。", "しません。"),
-             ("ます。", "ません。"))
-
-
-def _sentences(text: str) -> list[str]:
-    return [s + "。" for s in re.split(r"。", text or "") if len(s.strip()) >= 12]
-
-
-def falsify(sentence: str) -> tuple[str, str] | None:
-    """(false sentence, what was changed) by one swap, else by flipping the ending."""
-    for before, after in SWAPS:
-        if before in sentence:
-            return sentence.replace(before, after, 1), f"「{before}」を「{after}」に変えています"
-    for before, after in NEGATIONS:
-        if sentence.endswith(before):
-            return sentence[: -len(before)] + after, "文末の肯定と否定を入れ替えています"
-    return None
-
-
-def build_quiz(cases: list[dict]) -> list[dict]:
-    """○× statements from the checklist items linked to the cases, one per item, in item
-    order: {number, statement, answer (True for ○), item_code, item_text, correct,
-    change}. Items alternate between a true and a false statement."""
-    seen, items = set(), []
-    for case in cases:
-        for item in case["items"]:
-            if item["code"] not in seen:
-                seen.add(item["code"])
-                items.append(item)
-    items.sort(key=lambda item: _code_order(item["code"]))
-    quiz = []
-    for index, item in enumerate(items):
-        sentences = _sentences(item["guidance"])
-        if not sentences:
-            continue
-        sentence = sentences[index // 2 % len(sentences)]
-        false = falsify(sentence) if index % 2 else None
-        quiz.append({
-            "number": len(quiz) + 1, "statement": false[0] if false else sentence,
-            "answer": false is None, "item_code": item["code"], "item_text": item["text"],
-            "correct": sentence, "change": false[1] if false else "",
-        })
-    return quiz

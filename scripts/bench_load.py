@@ -158,7 +158,10 @@ class User:
             return IDLE
         case_id = int(listed.group(1))
         page = self.get(f"/cases/{case_id}")
-        _, answer = self.post(f"/reports/{case_id}/{step}", {"csrf_token": self.token(page)})
+        form = re.search(r'name="version" value="(\d+)">\s*<div class="field"><label for="workflow-comment"',
+                         page)
+        _, answer = self.post(f"/reports/{case_id}/{step}", {
+            "csrf_token": self.token(page), "version": form.group(1) if form else ""})
         if done not in answer:
             raise RuntimeError(f"{step} refused")
 

@@ -184,8 +184,8 @@ def serve(data_dir, n_queries):
     app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "bench",
                       "LOGIN_RATE_LIMIT": "1000 per minute"})
     with app.app_context():
-        user = users.load_session_user(get_db(), str(get_db().execute(
-            "SELECT user_id FROM users WHERE login = 'bench'").fetchone()[0]))
+        user = users.get_user(get_db(), get_db().execute(
+            "SELECT user_id FROM users WHERE login = 'bench'").fetchone()[0])
         started = time.perf_counter()
         search.warm(data_dir)  # as `serve` does in the background at start
         first = (time.perf_counter() - started) * 1000

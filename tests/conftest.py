@@ -91,9 +91,14 @@ def login(client, login_id, password=PASSWORD, next_url=None):
 
 
 def post_form(client, url, data):
-    """POST a form the way a browser does: with the CSRF token of the page it was on."""
-    token = csrf_token(client.get(url).get_data(as_text=True))
-    return client.post(url, data={"csrf_token": token, **data})
+    """POST a form the way a browser does: with the CSRF token of the page it was on, and
+    the version of the record the page shows (its hidden ``version``) unless given."""
+    html = client.get(url).get_data(as_text=True)
+    hidden = {"csrf_token": csrf_token(html)}
+    version = re.search(r'name="version"[^>]*value="([^"]*)"', html)
+    if version:
+        hidden["version"] = version.group(1)
+    return client.post(url, data={**hidden, **data})
 
 
 @pytest.fixture

@@ -66,5 +66,27 @@ def file_report(client, kind="near_miss", form=None, *, submit=False):
 
 
 def workflow_post(client, case_id, step, **data):
+    """Press a workflow button as a browser would: with the CSRF token and the version of
+    the case page's workflow form (none when the page shows no such form)."""
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
     token = csrf_token(client.get("/").get_data(as_text=True))
-    return client.post(f"/reports/{case_id}/{step}", data={"csrf_token": token, **data})
+    form = re.search(r'<form[^>]*>((?:(?!</form>).)*?id="workflow-comment".*?)</form>', page, re.S)
+    version = re.search(r'name="version" value="(\d+)"', form.group(1)) if form else None
+    fields = {"version": version.group(1)} if version else {}
+    return client.post(f"/reports/{case_id}/{step}",
+                       data={"csrf_token": token, **fields, **data})
+
+
+def form_version(html: str, action: str | None) -> str:
+    """The version a page's form posting to ``action`` carries, as a browser would send it
+    (``action`` None: the page's first form with a version, e.g. one posting to the page)."""
+    if action is None:
+        form = html
+    else:
+        match = re.search(r'<form[^>]*action="' + re.escape(action) + r'"[^>]*>(.*?)</form>',
+                          html, re.S)
+        assert match, f"no form posting to {action}"
+        form = match.group(1)
+    version = re.search(r'name="version"[^>]*value="([^"]*)"', form)
+    assert version, f"the form posting to {action} carries no version"
+    return version.group(1)

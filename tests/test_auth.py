@@ -1,7 +1,8 @@
 import re
 
+from kb import users
 from kb.db import get_db
-from tests.conftest import PASSWORD, csrf_token, login
+from tests.conftest import PASSWORD, csrf_token, login, make_app, post_form
 
 FAILED = "ログインIDまたはパスワードが正しくありません。"
 
@@ -134,3 +135,143 @@ def test_login_starts_a_fresh_session(client, make_user):
     with client.session_transaction() as session:
         assert "planted" not in session
         assert session["_user_id"]
+
+
+# --- every session of a user ends at sign-out, password reset and deactivation ----------
+
+def _session_cookie(client) -> str:
+    return client.get_cookie("kb_session").value
+
+
+def _client_with_cookie(app, cookie: str):
+    """Another browser, given a copy of a session cookie (as if captured or left behind)."""
+    other = app.test_client()
+    other.set_cookie("kb_session", cookie)
+    return other
+
+
+def test_a_session_cookie_copied_before_sign_out_no_longer_signs_in(app, client, make_user):
+    make_user("hanako", "staff")
+    login(client, "hanako")
+    copied = _session_cookie(client)
+    assert _client_with_cookie(app, copied).get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/").get_data(as_text=True))})
+    response = _client_with_cookie(app, copied).get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_signing_out_in_one_browser_ends_the_session_in_another(app, make_user):
+    make_user("hanako", "staff")
+    office, home = app.test_client(), app.test_client()
+    login(office, "hanako")
+    login(home, "hanako")
+    office.post("/logout", data={"csrf_token": csrf_token(office.get("/").get_data(as_text=True))})
+    assert home.get("/").status_code == 302
+    assert login(home, "hanako").status_code == 302  # signing in again works
+    assert home.get("/").status_code == 200
+
+
+def test_a_password_reset_by_an_admin_ends_the_users_sessions(app, make_user):
+    user = make_user("hanako", "staff")
+    make_user("admin-user", "admin")
+    hanako, admin = app.test_client(), app.test_client()
+    login(hanako, "hanako")
+    copied = _session_cookie(hanako)
+    login(admin, "admin-user")
+    response = post_form(admin, f"/admin/users/{user.user_id}", {
+        "display_name": user.display_name, "department_id": str(user.department_id),
+        "roles": ["staff"], "active": "y", "password": "a-brand-new-password"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert hanako.get("/").status_code == 302
+    assert _client_with_cookie(app, copied).get("/").status_code == 302
+    assert admin.get("/").status_code == 200  # the admin's own session is not affected
+    assert login(hanako, "hanako", "a-brand-new-password").status_code == 302
+
+
+def test_a_session_from_before_a_deactivation_stays_ended_after_reactivation(app, client, make_user):
+    user = make_user("hanako", "staff")
+    login(client, "hanako")
+    copied = _session_cookie(client)
+    with app.app_context():
+        for active in (False, True):
+            users.update_user(get_db(), users.SYSTEM, user.user_id, display_name=user.display_name,
+                              department_id=user.department_id, roles=user.roles, active=active)
+    assert _client_with_cookie(app, copied).get("/").status_code == 302
+
+
+def test_a_session_without_a_generation_is_signed_out(client, make_user):
+    user = make_user("hanako", "staff")
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user.user_id)  # as issued before sessions had generations
+        session["_fresh"] = True
+    assert client.get("/").status_code == 302
+
+
+# --- the sign-in rate limit counts failures, per login id and per address ---------------
+
+def _attempt(client, login_id, password, address="192.0.2.10", **headers):
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"csrf_token": token, "login": login_id, "password": password},
+                       environ_base={"REMOTE_ADDR": address}, headers=headers)
+
+
+def _sign_out(client):
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/").get_data(as_text=True))})
+
+
+def test_successful_sign_ins_from_one_address_do_not_lock_out_the_next_person(client, make_user):
+    for n in range(11):
+        make_user(f"colleague{n}", "staff")
+    for n in range(11):
+        assert _attempt(client, f"colleague{n}", PASSWORD).status_code == 302, n
+        _sign_out(client)
+
+
+def test_failed_sign_ins_are_limited_per_login_id_from_any_address(client, make_user):
+    make_user("hanako", "staff")
+    make_user("taro", "staff")
+    for n in range(10):
+        assert _attempt(client, "hanako", "wrong-password", address=f"198.51.100.{n}").status_code == 200
+    response = _attempt(client, "hanako", PASSWORD, address="198.51.100.99")
+    assert response.status_code == 429
+    assert "試行回数が多すぎます" in response.get_data(as_text=True)
+    assert _attempt(client, "taro", PASSWORD, address="198.51.100.99").status_code == 302
+
+
+def test_the_login_id_limit_is_not_escaped_by_changing_case_or_blanks(client, make_user):
+    """Login ids match whatever their case (the column is COLLATE NOCASE): 「HANAKO」 and
+    「 Hanako 」 sign in as hanako, so they must count against hanako's limit too."""
+    make_user("hanako", "staff")
+    variants = ["HANAKO", "Hanako", "hAnako", " hanako", "haNako ", "hanaKO", "HAnako", "hanakO",
+                "HaNaKo", "hanako"]
+    for n, variant in enumerate(variants):
+        assert _attempt(client, variant, "wrong-password", address=f"198.51.100.{n}").status_code == 200
+    assert _attempt(client, "hanako", PASSWORD, address="198.51.100.99").status_code == 429
+
+
+def test_failed_sign_ins_are_limited_per_address_across_login_ids(client, make_user):
+    make_user("hanako", "staff")
+    for n in range(10):
+        assert _attempt(client, f"guess{n}", "wrong-password", address="203.0.113.5").status_code == 200
+    assert _attempt(client, "hanako", PASSWORD, address="203.0.113.5").status_code == 429
+    assert _attempt(client, "hanako", PASSWORD, address="203.0.113.6").status_code == 302
+
+
+def test_forwarded_addresses_are_ignored_without_a_trusted_proxy(client):
+    statuses = [_attempt(client, f"guess{n}", "wrong-password", address="192.0.2.1",
+                         **{"X-Forwarded-For": f"10.0.0.{n}"}).status_code for n in range(11)]
+    assert statuses == [200] * 10 + [429]
+
+
+def test_behind_a_trusted_proxy_each_office_pc_has_its_own_counter(data_dir, make_user):
+    app = make_app(data_dir, TRUSTED_PROXIES=1)
+    make_user("hanako", "staff")
+    client = app.test_client()
+    for n in range(10):
+        assert _attempt(client, f"guess{n}", "wrong-password", address="192.0.2.1",
+                        **{"X-Forwarded-For": "10.0.0.66"}).status_code == 200
+    assert _attempt(client, "guess-more", "wrong-password", address="192.0.2.1",
+                    **{"X-Forwarded-For": "10.0.0.66"}).status_code == 429
+    assert _attempt(client, "hanako", PASSWORD, address="192.0.2.1",
+                    **{"X-Forwarded-For": "10.0.0.7"}).status_code == 302

@@ -48,6 +48,8 @@ def live_app(tmp_path_factory):
     assert result.exit_code == 0, result.output
     passwords = dict(re.findall(r"^  (demo-\S+)\s+(\S+)", result.output, re.MULTILINE))
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    # The address staff reach the app by: printed on slips, linked in mail.
+    app.config["PUBLIC_URL"] = f"http://127.0.0.1:{server.effective_port}"
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}", passwords
@@ -356,3 +358,340 @@ def test_reviewer_opens_the_dashboard(page, live_app):
     page.get_by_label("期間（おわり）").fill("2026-01-01")
     page.get_by_role("button", name="集計する").click()
     assert page.get_by_text("終わりの日が始まりの日より前になっています。").is_visible()
+
+
+ROSTER_DEPARTMENT = "広報課"  # a 課 of the seeded departments (企画経営部)
+
+
+def roster_file(tmp_path: Path) -> Path:
+    """A small roster as 人事's system exports it: CP932, Japanese headers, CRLF; five people
+    in 広報課, one of them the 課長 (所属長 by positions.yaml) and one on 育児休業 today."""
+    from datetime import date, timedelta
+
+    today = date.today()
+    leave_from, leave_until = (today - timedelta(days=60)).isoformat(), (today + timedelta(days=300)).isoformat()
+    rows = [
+        "職員番号,氏名,氏名カナ,所属,役職,在籍区分,区分開始日,区分終了日,メールアドレス",
+        f"810001,高木　正人,タカギ　マサト,{ROSTER_DEPARTMENT},課長,在職,,,takagi.masato@ward.example.jp",
+        f"810002,野口　由紀,ノグチ　ユキ,{ROSTER_DEPARTMENT},主任,育児休業,{leave_from},{leave_until},noguchi.yuki@ward.example.jp",
+        f"810003,三浦　健太,ミウラ　ケンタ,{ROSTER_DEPARTMENT},主事,在職,,,miura.kenta@ward.example.jp",
+        f"810004,小島　葵,コジマ　アオイ,{ROSTER_DEPARTMENT},主事,,,,kojima.aoi@ward.example.jp",
+        f"810005,新井　翔,アライ　ショウ,{ROSTER_DEPARTMENT},会計年度任用職員,在職,,,",
+    ]
+    path = tmp_path / "職員名簿_広報課.csv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode("cp932"))
+    return path
+
+
+def test_admin_imports_a_roster_prints_slips_and_a_new_person_sets_a_password(chromium, page, live_app, tmp_path):
+    base, passwords = live_app
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # The admin uploads 人事's CP932 roster, reads the preview and imports it.
+    sign_in(page, base, "demo-admin", passwords["demo-admin"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="職員名簿").click()
+    page.get_by_role("navigation", name="職員名簿メニュー").get_by_role("link", name="名簿の取り込み").click()
+    page.get_by_label("職員名簿のファイル", exact=False).set_input_files(str(roster_file(tmp_path)))
+    page.get_by_role("button", name="プレビュー").click()
+    assert page.get_by_text("新規 5人・更新 0人・変更なし 0人・無効化 0人").is_visible()
+    added = page.locator(".import-preview table").first
+    assert added.get_by_role("cell", name="三浦　健太").is_visible()
+    assert added.get_by_role("row").filter(has_text="野口　由紀").get_by_role("cell", name="育児休業").is_visible()
+    page.screenshot(path=ARTIFACTS / "roster-preview.png", full_page=True)
+    page.get_by_role("button", name="取り込む").click()
+    assert page.get_by_text("取り込みました：新規 5人、更新 0人、変更なし 0人、無効化 0人。").is_visible()
+
+    # The staff list, narrowed to that 課: the new people with their roles and statuses.
+    page.get_by_label("所属").select_option(label=f"企画経営部 {ROSTER_DEPARTMENT}")
+    page.get_by_role("button", name="絞り込む").click()
+    page.wait_for_url(re.compile(r".*department_id=\d+.*"))
+    rows = page.locator(".staff-table tbody tr")
+    assert rows.filter(has_text="8100").count() == 5  # with the demo roster's people of that 課
+    assert rows.filter(has_text=ROSTER_DEPARTMENT).count() == rows.count()
+    assert rows.filter(has_text="高木　正人").get_by_role("cell", name="所属長", exact=False).is_visible()
+    assert rows.filter(has_text="野口　由紀").get_by_role("cell", name="育児休業").is_visible()
+    page.screenshot(path=ARTIFACTS / "staff-list.png", full_page=True)
+
+    # Slips for that 課: everyone without a password gets one (the demo roster's people too).
+    page.get_by_role("link", name="ログイン用紙").click()
+    page.get_by_label("所属（課）").select_option(label=f"企画経営部 {ROSTER_DEPARTMENT}")
+    page.get_by_role("button", name="表示する").click()
+    assert page.get_by_role("cell", name="三浦　健太").is_visible()
+    assert page.get_by_label("パスワードをまだ設定していない人").is_checked()
+    page.get_by_role("button", name="印刷する").click()
+    slips = page.locator(".slip-sheet .slip")
+    count = slips.count()
+    assert count >= 5
+    assert page.get_by_text(f"{count}人分の用紙を作成しました").is_visible()
+    slip = slips.filter(has_text="三浦　健太")
+    login = slip.locator(".slip-login").inner_text()
+    code = slip.locator(".slip-code").inner_text()
+    assert login == "810003" and re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
+    assert slip.locator("svg.slip-qr").is_visible()
+    assert slip.locator(".slip-url").inner_text() == f"{base}/slip?login=810003"
+    page.screenshot(path=ARTIFACTS / "slips-sheet.png", full_page=True)
+    # As printed: no header or buttons, two columns of slips, four rows to an A4 page.
+    page.set_viewport_size({"width": 733, "height": 1040})  # A4 less the 8 mm margins, at 96 dpi
+    page.emulate_media(media="print")
+    assert page.locator(".site-header").is_hidden() and page.locator("[data-print]").is_hidden()
+    first, second, third = (slips.nth(i).bounding_box() for i in range(3))
+    assert first["y"] == second["y"] and second["x"] > first["x"] and third["y"] > first["y"]
+    assert 255 <= first["height"] <= 265  # 69 mm: four rows fill the page
+    overflowing = page.evaluate("[...document.querySelectorAll('.slip')]"
+                                ".filter(s => s.scrollHeight > s.clientHeight + 1).length")
+    assert overflowing == 0  # every slip's text fits inside its cut lines
+    page.screenshot(path=ARTIFACTS / "slips-sheet-print.png", full_page=True)
+    pdf = page.pdf(path=ARTIFACTS / "slips-sheet.pdf", prefer_css_page_size=True)
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    assert pages == -(-count // 8)  # 2 × 4 slips a page
+    page.emulate_media(media="screen")
+    sign_out(page)
+
+    # The new person, on another browser, uses the slip.
+    context = chromium.new_context(locale="ja-JP", viewport={"width": 1280, "height": 900})
+    person = context.new_page()
+    person.set_default_timeout(10_000)
+    try:
+        person.goto(base + "/login")
+        person.get_by_role("link", name="ログイン用紙のコードでパスワードを設定する").click()
+        person.get_by_label("ログインID").fill(login)
+        person.get_by_label("用紙のコード").fill(code.lower().replace("-", " "))  # as typed from paper
+        person.get_by_role("button", name="次へ").click()
+        assert person.get_by_text("三浦　健太（広報課）さんのパスワードを決めてください。").is_visible()
+        person.get_by_label("新しいパスワード", exact=True).fill("kouhou1")
+        person.get_by_label("新しいパスワード（確認）").fill("kouhou1")
+        person.get_by_role("button", name="パスワードを設定する").click()
+        assert person.get_by_text("パスワードは10文字以上にしてください。").is_visible()
+        assert person.get_by_text("ログインID 810003 のパスワードを決めてください。").is_visible()
+        person.screenshot(path=ARTIFACTS / "slip-choose-password.png", full_page=True)
+        new_password = "みどり公園の桜並木2026"
+        person.get_by_label("新しいパスワード", exact=True).fill(new_password)
+        person.get_by_label("新しいパスワード（確認）").fill(new_password)
+        person.get_by_role("button", name="パスワードを設定する").click()
+        person.wait_for_url(base + "/")
+        assert person.get_by_text("パスワードを設定しました。", exact=False).is_visible()
+        assert person.locator(".account-name").inner_text().startswith("三浦")
+        person.screenshot(path=ARTIFACTS / "slip-signed-in.png")
+        sign_out(person)
+        person.wait_for_url(re.compile(r".*/login$"))
+        sign_in(person, base, login, new_password)
+        assert person.locator(".account-name").inner_text().startswith("三浦")
+        # The code was single-use.
+        sign_out(person)
+        person.goto(base + "/slip?login=" + login)
+        person.get_by_label("用紙のコード").fill(code)
+        person.get_by_role("button", name="次へ").click()
+        assert person.get_by_text("このコードは使用済みです。", exact=False).is_visible()
+    finally:
+        context.close()
+
+    # The slip page on a phone, where a QR code leads.
+    phone = chromium.new_context(locale="ja-JP", viewport={"width": 390, "height": 844},
+                                 device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        mobile = phone.new_page()
+        mobile.goto(base + "/slip?login=810004")
+        assert mobile.get_by_label("ログインID").input_value() == "810004"
+        width = mobile.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # nothing wider than the phone
+        mobile.screenshot(path=ARTIFACTS / "slip-phone.png", full_page=True)
+    finally:
+        phone.close()
+
+
+SELFCHECK_TITLE = "FAX・メール送信 自己点検（ブラウザ試験）"
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+         "is_mobile": True, "has_touch": True}
+
+
+def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rate(chromium, page, live_app):
+    """Issue #13's journey: a reviewer makes a campaign from the FAX (3) and mail (4)
+    sections, links a case and opens it; a member of staff answers it on a phone (one
+    answer with the keyboard alone), wrong once, with the linked case explained; their
+    所属長 sees who has not answered, prints the paper sheets and keys one in; the
+    participation page shows the rate."""
+    from datetime import date, timedelta
+
+    base, passwords = live_app
+    ARTIFACTS.mkdir(exist_ok=True)
+    today = date.today()
+
+    # The reviewer: settings, questions from sections 3 and 4, a case for one question.
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="自己点検", exact=True).click()
+    page.get_by_role("link", name="新しい自己点検", exact=False).click()
+    page.get_by_label("名前").fill(SELFCHECK_TITLE)
+    page.get_by_label("開始日時").fill(f"{today - timedelta(days=1)}T09:00")
+    # Sooner than the demo's open campaign: the banner shows the nearest deadline first.
+    page.get_by_label("締切日時").fill(f"{today + timedelta(days=7)}T17:00")
+    page.get_by_label("選んだ部・課", exact=False).check()
+    page.get_by_label("区民部", exact=True).check()  # a 部 includes its 課 (戸籍住民課 …)
+    page.get_by_label("1人あたりの問題数").fill("")  # every question: the linked one is asked
+    page.get_by_label("合格点（正解数）").fill("8")
+    page.get_by_label("合格するまで何度でも").check()
+    page.get_by_role("button", name="保存する").click()
+    assert page.get_by_text("自己点検を作りました。", exact=False).is_visible()
+    page.get_by_role("checkbox", name=re.compile(r"^3 ファクス送信")).check()
+    page.get_by_role("checkbox", name=re.compile(r"^4 メール送信")).check()
+    page.get_by_role("button", name="問題を作る").click()
+    assert page.get_by_text(re.compile(r"チェックリストから\d+問を作りました")).is_visible()
+    questions = page.locator(".campaign-questions > li")
+    total = questions.count()
+    assert total >= 10 and questions.filter(has_text="項目 3-").count() and questions.filter(has_text="項目 4-").count()
+
+    linked = None
+    for index in range(total):
+        questions.nth(index).get_by_role("link", name="編集・事例の結び付け").click()
+        cases = page.locator("fieldset").filter(has_text="結び付ける事例").locator("label.choice")
+        if cases.count() > 1:  # 「結び付けない」 and at least one suggested case
+            choice = cases.nth(1)
+            linked = {"statement": page.get_by_label("問題文").input_value(),
+                      "answer": page.get_by_label("○（正しい）").is_checked(),
+                      "case": choice.inner_text().split(" 教訓：")[0].strip()}
+            choice.locator("input").check()
+            page.screenshot(path=ARTIFACTS / "selfcheck-question-editor.png", full_page=True)
+            page.get_by_role("button", name="保存する").click()
+            assert page.get_by_text("問題を保存しました。").is_visible()
+            break
+        page.go_back()
+    assert linked, "no question had a suggested case"
+    assert page.locator(".campaign-questions").get_by_text(f"事例「{linked['case']}」", exact=False).is_visible()
+    page.get_by_role("button", name="開始する").click()
+    assert page.get_by_text("自己点検を開始しました", exact=False).is_visible()
+    assert page.get_by_role("heading", name=re.compile("実施中")).is_visible()
+    assert page.get_by_text("実施中・締切済みの自己点検の問題は変更できません", exact=False).count() == 0
+    page.screenshot(path=ARTIFACTS / "selfcheck-campaign-open.png", full_page=True)
+    campaign_id = int(re.search(r"/campaigns/(\d+)", page.url).group(1))
+    sign_out(page)
+
+    # A member of staff of 戸籍住民課, on a phone: the banner, then one question per screen.
+    phone = chromium.new_context(locale="ja-JP", **PHONE)
+    try:
+        mobile = phone.new_page()
+        mobile.set_default_timeout(10_000)
+        sign_in(mobile, base, "demo-staff", passwords["demo-staff"])
+        banner = mobile.locator(".selfcheck-banner")
+        assert banner.get_by_role("link", name=re.compile(r"^自己点検があります（期限 \d+月\d+日・約\d+分）$")).is_visible()
+        assert SELFCHECK_TITLE in banner.inner_text()
+        banner.get_by_role("link").click()
+        mobile.get_by_role("button", name="始める").click()
+        keyboard_used = wrong_shown = False
+        for number in range(1, total + 1):
+            assert mobile.locator(".selfcheck-progress").inner_text() == f"問{number} / {total}"
+            statement = mobile.locator(".selfcheck-statement").inner_text()
+            yes, no = mobile.locator(".selfcheck-true"), mobile.locator(".selfcheck-false")
+            for button in (yes, no):  # big enough for a thumb, side by side, inside the screen
+                box = button.bounding_box()
+                assert box["height"] >= 90 and box["width"] >= 150 and box["x"] + box["width"] <= 390
+            if number == 1:
+                mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-question.png", full_page=True)
+                # the header's search box is not filled with anything of the question
+                assert mobile.locator("#header-q").input_value() == ""
+            if statement == linked["statement"]:
+                (no if linked["answer"] else yes).tap()  # the wrong answer, on purpose
+                feedback = mobile.locator(".selfcheck-feedback")
+                feedback.wait_for()
+                assert feedback.get_by_role("heading", name=re.compile("^不正解です")).is_visible()
+                case = mobile.locator(".selfcheck-case")
+                assert case.get_by_role("link", name=linked["case"]).is_visible()
+                assert case.locator(".lesson, .selfcheck-case-summary").is_visible()  # its lesson, else what happened
+                assert feedback.locator(".selfcheck-item a").is_visible()
+                mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-wrong.png", full_page=True)
+                wrong_shown = True
+                mobile.locator(".selfcheck-go").tap()
+            elif not keyboard_used:
+                # The keyboard alone: ○ has the focus, Tab moves to ×, Enter answers.
+                assert mobile.evaluate("document.activeElement.value") == "1"
+                mobile.keyboard.press("Tab")
+                assert mobile.evaluate("document.activeElement.value") == "0"
+                mobile.keyboard.press("Enter")
+                mobile.locator(".selfcheck-feedback").wait_for()
+                assert mobile.get_by_text("あなたの答え：×", exact=False).is_visible()
+                # then 「次の問題へ」 has the focus: Enter goes on
+                assert mobile.evaluate("document.activeElement.classList.contains('selfcheck-go')")
+                mobile.keyboard.press("Enter")
+                keyboard_used = True
+            else:
+                yes.tap()
+                mobile.locator(".selfcheck-go").tap()
+            if number < total:
+                mobile.wait_for_url(re.compile(rf".*/{number + 1}$"))
+        assert keyboard_used and wrong_shown
+        mobile.wait_for_url(re.compile(r".*/result$"))
+        assert mobile.get_by_role("heading", name=re.compile(rf"^結果：{total}問中 \d+問正解$")).is_visible()
+        missed = mobile.locator(".selfcheck-missed")
+        assert missed.get_by_text(f"「{linked['statement']}」", exact=False).is_visible()
+        assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+        mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-result.png")  # the first screenful
+        mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-result-full.png", full_page=True)
+        mobile.goto(base + "/")
+        assert SELFCHECK_TITLE not in (mobile.locator(".selfcheck-banner").all_inner_texts() or [""])[0]
+    finally:
+        phone.close()
+
+    # Their 所属長: who has not answered, the paper sheets, one sheet keyed in.
+    sign_in(page, base, "demo-manager", passwords["demo-manager"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="自己点検（所属）").click()
+    page.get_by_role("row").filter(has_text=SELFCHECK_TITLE).get_by_role("link", name="戸籍住民課").click()
+    assert page.get_by_role("heading", name="戸籍住民課の回答状況").is_visible()
+    done = page.locator("section").filter(has=page.get_by_role("heading", name=re.compile(r"^回答済み")))
+    waiting = page.locator("section").filter(has=page.get_by_role("heading", name=re.compile(r"^未回答")))
+    assert done.get_by_role("cell", name="デモ 職員").is_visible()
+    assert done.get_by_role("row").filter(has_text="デモ 職員").get_by_role("cell", name="オンライン").is_visible()
+    not_yet = waiting.locator("tbody tr")
+    waiting_count = not_yet.count()
+    assert waiting_count >= 2
+    page.screenshot(path=ARTIFACTS / "selfcheck-manager.png", full_page=True)
+
+    page.get_by_role("link", name="未回答の人の回答用紙（A4）を印刷する").click()
+    sheets = page.locator(".answer-sheet")
+    assert sheets.count() == waiting_count
+    assert sheets.first.locator(".answer-sheet-questions li").count() == total
+    page.set_viewport_size({"width": 733, "height": 1040})  # A4 less the margins, at 96 dpi
+    page.emulate_media(media="print")
+    assert page.locator(".site-header").is_hidden() and page.locator("[data-print]").is_hidden()
+    assert page.locator(".selfcheck-banner").count() == 0 or page.locator(".selfcheck-banner").is_hidden()
+    first_sheet = sheets.first.bounding_box()
+    assert first_sheet["height"] <= 1040  # one sheet fits on its A4 page
+    sheets.first.screenshot(path=ARTIFACTS / "selfcheck-sheets-print.png")
+    pdf = page.pdf(path=ARTIFACTS / "selfcheck-sheets.pdf", prefer_css_page_size=True)
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == sheets.count()  # one A4 each
+    page.emulate_media(media="screen")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.go_back()
+
+    person = not_yet.first.locator("td").nth(1).inner_text()
+    not_yet.first.get_by_role("link", name="用紙の回答を入力する").click()
+    page.screenshot(path=ARTIFACTS / "selfcheck-key-in.png", full_page=True)
+    assert page.get_by_text(f"{SELFCHECK_TITLE}：{person}", exact=False).is_visible()
+    page.get_by_role("button", name="入力する").click()  # nothing chosen: refused, said why
+    assert page.get_by_role("alert").filter(has_text="選ばれていない問題があります").is_visible()
+    fields = page.locator(".key-in-questions fieldset")
+    for index in range(fields.count()):
+        fields.nth(index).get_by_label("○" if index % 3 else "×").check()
+    page.get_by_role("button", name="入力する").click()
+    assert page.get_by_text("用紙の回答を入力しました（紙で回答）。").is_visible()
+    assert done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答").is_visible()
+    assert waiting.get_by_role("cell", name=person).count() == 0
+
+    # The participation page, from the menu: the rate per 部 and 課 as a chart.
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="自己点検の回答率").click()
+    page.get_by_role("link", name=SELFCHECK_TITLE).click()
+    page.wait_for_url(f"{base}/participation/{campaign_id}")
+    assert page.get_by_text(re.compile(r"全体：対象 \d+人・回答 2人・回答率 \d+\.\d%")).is_visible()
+    chart = page.locator("svg.rate-chart").last
+    assert chart.get_by_text("戸籍住民課", exact=True).is_visible()
+    assert chart.locator("title").filter(has_text=re.compile(r"^戸籍住民課 \d+\.\d%（2/\d+人）$")).count() == 1
+    assert chart.locator("text").filter(has_text=re.compile(r"^100%$")).count() == 1  # the 100 % line
+    page.screenshot(path=ARTIFACTS / "participation.png", full_page=True)
+    sign_out(page)
+
+    # The reviewer reaches any 所属's page from the campaign's figures.
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.goto(f"{base}/campaigns/{campaign_id}")
+    page.locator(".data-table").get_by_role("link", name="戸籍住民課").click()
+    assert page.get_by_role("heading", name="戸籍住民課の回答状況").is_visible()
+    assert done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答").is_visible()
+    page.get_by_role("link", name="自己点検の回答状況").click()  # the breadcrumb: not a 403
+    assert page.get_by_role("heading", name="自己点検の回答状況").is_visible()
+    sign_out(page)

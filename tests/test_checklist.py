@@ -1,5 +1,6 @@
 """The checklist: versions from YAML, links that survive them, item pages, 改訂候補, cards."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ from kb import checklist
 from kb.db import get_db
 from kb.exceptions import Forbidden, Invalid
 from tests.conftest import csrf_token
+from tests.reporting import file_report, near_miss_form
+from tests.reporting import form_version
 
 SEED = Path(__file__).resolve().parent.parent / "data" / "seed" / "checklist.yaml"
 
@@ -86,6 +89,21 @@ def test_import_checklist_command(app, tmp_path):
     assert result.exit_code == 1 and "sections" in result.output
 
 
+@pytest.mark.parametrize("nested, line", [
+    ("    title: " + "[" * 200_000, "5行目"),
+    ("    title: t\n    items:\n      " + "- " * 5_000 + "x", "7行目"),
+], ids=["flow", "block"])
+def test_import_checklist_refuses_deeply_nested_yaml_with_its_line_and_writes_nothing(app, tmp_path, nested, line):
+    path = tmp_path / "deep.yaml"
+    path.write_text('version: "2099"\ntitle: 深い\nsections:\n  - code: "1"\n' + nested + "\n", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["import-checklist", str(path)])
+    assert result.exit_code == 1 and not isinstance(result.exception, RecursionError)
+    assert f"{line}: 入れ子が深すぎます" in result.output and "Traceback" not in result.output
+    assert "チェックリストを読み込みませんでした" in result.output
+    with app.app_context():
+        assert checklist.current_version(get_db())["version"] == "2024"
+
+
 def test_links_are_for_reviewers_and_the_departments_managers(db, make_user):
     staff = make_user("taro", "staff")
     manager = make_user("boss", "manager")
@@ -118,14 +136,16 @@ def test_links_set_from_the_case_page(client, signed_in, app):
     signed_in("reviewer", department="soumu-gyousei-joho")
     with app.app_context():
         countermeasure_id, case_id = first_external_countermeasure(get_db())
-    token = csrf_token(client.get(f"/cases/{case_id}").get_data(as_text=True))
-    response = client.post(f"/checklist/links/countermeasure/{countermeasure_id}",
-                           data={"csrf_token": token, "case_id": case_id, "item_codes": "3-3、3-4"})
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    token, action = csrf_token(page), f"/checklist/links/countermeasure/{countermeasure_id}"
+    response = client.post(action, data={"csrf_token": token, "case_id": case_id,
+                                         "item_codes": "3-3、3-4",
+                                         "version": form_version(page, action)})
     assert response.status_code == 302
     html = client.get(f"/cases/{case_id}").get_data(as_text=True)
     assert 'href="/checklist/items/3-3"' in html and 'href="/checklist/items/3-4"' in html
-    response = client.post(f"/checklist/links/countermeasure/{countermeasure_id}",
-                           data={"csrf_token": token, "case_id": case_id, "item_codes": "0-0"})
+    response = client.post(action, data={"csrf_token": token, "case_id": case_id, "item_codes": "0-0",
+                                         "version": form_version(html, action)})
     assert "チェックリストにない項目コードです：0-0" in client.get(f"/cases/{case_id}").get_data(as_text=True)
 
 
@@ -159,3 +179,22 @@ def test_department_card(client, signed_in, app):
     html = client.get(f"/checklist/card?department={department_id}").get_data(as_text=True)
     assert "戸籍住民課の前に" in html
     assert client.get("/checklist/card?department=99999").status_code == 404
+
+
+def card_contents(html: str) -> tuple[list[str], str]:
+    """The item codes a card lists and its example line."""
+    codes = re.findall(r'<span class="item-code">([^<]+)</span>', html)
+    return codes, re.findall(r'<p class="task-card-example">.*?</p>', html)
+
+
+def test_a_department_card_does_not_change_when_someone_there_files_an_unpublished_report(
+        client, signed_in, app):
+    signed_in("staff", department="kodomo-hoiku")
+    with app.app_context():
+        department_id = get_db().execute(
+            "SELECT department_id FROM departments WHERE code = 'kodomo-hoiku'").fetchone()[0]
+    url = f"/checklist/card?department={department_id}"
+    before = card_contents(client.get(url).get_data(as_text=True))
+    file_report(client, "near_miss", near_miss_form(task="fax"))
+    file_report(client, "near_miss", near_miss_form(task="email", checklist_items=[]), submit=True)
+    assert card_contents(client.get(url).get_data(as_text=True)) == before

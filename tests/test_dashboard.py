@@ -62,7 +62,7 @@ def reports(app, make_user):
 
 def collect(app, actor, today=date(2026, 3, 15), **filters):
     with app.app_context():
-        return dashboard.collect(get_db(), dashboard.parse_filters(actor, **filters), today=today)
+        return dashboard.collect(get_db(), actor, dashboard.parse_filters(actor, **filters), today=today)
 
 
 def test_internal_counts_match_the_hand_count(app, make_user, reports):
@@ -143,3 +143,13 @@ def test_the_dashboard_opens_without_any_filter(client, signed_in):
     signed_in("reviewer", department="soumu-gyousei-joho")
     response = client.get("/dashboard")
     assert response.status_code == 200 and response.get_data(as_text=True).count("<svg") >= 3
+
+
+def test_admins_count_and_list_only_the_published_reports_they_may_read(app, make_user, reports):
+    admin = make_user("root", "admin", department="kikaku-johoseisaku")
+    data = collect(app, admin, origin="internal")
+    by_department = {row["department"]: row for row in data["departments"]}
+    # 戸籍住民課 has one published incident; its submitted and approved reports are not the admin's to read.
+    assert (by_department["戸籍住民課"]["incidents"], by_department["戸籍住民課"]["near_misses"]) == (1, 0)
+    assert [row["text"] for row in data["backlog"]] == ["まだ先の対策"]
+    assert "incident 2026-01-10" not in [row["title"] for row in data["backlog"]]

@@ -2,12 +2,14 @@
 
 import io
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
 
-from kb import workflow
+from kb import workflow, workshops
 from kb.db import get_db
+from kb.security import is_safe_next
 from tests.conftest import csrf_token, login
 from tests.reporting import incident_form, near_miss_form, post_report
 
@@ -140,6 +142,29 @@ def test_invalid_utf8_upload_gets_a_message(client, signed_in, app):
     assert "文字コードを読み取れません" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("line, message", [
+    ("[" * 200_000, "入れ子（[ や {）が深すぎて"),
+    ('{"id": "x", "title": "t", "municipality": "m", "affected_count": ' + "9" * 5000 + "}", "桁数が多すぎる数"),
+    ('{"id": "x", "title": "t", "municipality": "m", "incident_type": "other", "affected_count": 1e400}',
+     "人数は0以上の整数"),
+    ('{"id": "x", "title": "t", "municipality": "m", "incident_type": "other", "affected_count": '
+     + "9" * 30 + "}", "人数が大きすぎます"),
+], ids=["nested", "long-number", "infinity", "overflow"])
+def test_a_hostile_json_upload_gets_a_message_with_its_line(client, signed_in, app, line, message):
+    signed_in("reviewer", department="soumu-gyousei-joho")
+    with app.app_context():
+        before = get_db()["cases"].count
+    token = csrf_token(client.get("/external/import").get_data(as_text=True))
+    response = client.post("/external/import", data={
+        "csrf_token": token, "file": (io.BytesIO(line.encode()), "cases.jsonl")},
+        content_type="multipart/form-data")
+    assert response.status_code == 422
+    html = unescape(response.get_data(as_text=True))
+    assert "1行目" in html and message in html
+    with app.app_context():
+        assert get_db()["cases"].count == before
+
+
 def test_hostile_search_queries_are_harmless(client, signed_in):
     signed_in("staff")
     for query in ("<script>alert(1)</script>", "' OR 1=1 --", "\x00\x01", "(" * 500, "*:*"):
@@ -152,3 +177,79 @@ def test_the_markup_detector_itself_catches_live_payloads():
     assert unsafe('<p><img src=x onerror="alert(1)"></p>') == ["img", "onerror"]
     assert unsafe('<a href="javascript:alert(1)">x</a>') == ["href=javascript:alert(1)"]
     assert unsafe("<p>&lt;script&gt;alert(1)&lt;/script&gt; onload=</p>") == []
+
+
+@pytest.mark.parametrize("target", [
+    None, "", "//evil.example", "/\t/evil.example/", "/\n/evil.example", "/\r\n/evil.example",
+    "/\\evil.example", "\\\\evil.example", "/\\/evil.example", "\x01/evil", "/\x01/evil.example",
+    "/\x7f/evil", "\t//evil.example", " //evil.example", "https://evil.example/", "javascript:alert(1)",
+    "evil.example", "///evil.example",
+])
+def test_redirect_targets_that_could_leave_the_site_are_refused(target):
+    assert not is_safe_next(target)
+
+
+@pytest.mark.parametrize("target", ["/", "/cases/3", "/cases?q=%E8%AA%A4%E9%80%81%E4%BF%A1&origin=internal",
+                                    "/workshops/1#case-2", "/cases?q=a//b"])
+def test_paths_on_this_site_are_accepted_as_redirect_targets(target):
+    assert is_safe_next(target)
+
+
+@pytest.fixture
+def trainer_workshop(app, make_user):
+    trainer = make_user("trainer", "trainer", department="soumu-jinji")
+    with app.app_context():
+        db = get_db()
+        case_id = db.execute("SELECT case_id FROM cases WHERE status = 'published' LIMIT 1").fetchone()[0]
+        workshop_id = workshops.create_workshop(db, trainer, title="FAX研修", held_on="")
+    return workshop_id, case_id
+
+
+@pytest.mark.parametrize("back", ["/\t/evil.example/", "//evil.example/", "/\\evil.example", "https://evil.example/",
+                                  "/\n/evil.example"])
+def test_workshop_back_redirect_stays_on_the_site(client, trainer_workshop, back):
+    workshop_id, case_id = trainer_workshop
+    login(client, "trainer")
+    token = csrf_token(client.get(f"/cases/{case_id}").get_data(as_text=True))
+    for workshop in (workshop_id, ""):  # added, and the "choose a workshop" message
+        response = client.post("/workshops/add", data={"csrf_token": token, "workshop_id": workshop,
+                                                       "case_id": case_id, "back": back})
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/"
+
+
+def test_workshop_back_redirect_returns_to_the_search_it_came_from(client, trainer_workshop):
+    workshop_id, case_id = trainer_workshop
+    login(client, "trainer")
+    token = csrf_token(client.get(f"/cases/{case_id}").get_data(as_text=True))
+    back = "/cases?q=fax&sort=date"
+    response = client.post("/workshops/add", data={"csrf_token": token, "workshop_id": workshop_id,
+                                                   "case_id": case_id, "back": back})
+    assert response.headers["Location"] == back
+
+
+def test_search_links_are_built_from_the_parsed_filters_only(client, signed_in):
+    signed_in("staff")
+    response = client.get("/cases", query_string={
+        "origin": "external", "sort": "date", "endpoint": "x", "_external": "1", "_scheme": "https",
+        "_anchor": "x", "_method": "POST", "kind": "bogus"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    links = [unescape(href) for href in re.findall(r'href="([^"]*/cases\?[^"]*)"', html)]
+    assert len(links) > 10  # facets, the chip, the next page
+    for link in links:
+        assert link.startswith("/cases?") and "#" not in link, link
+        assert not re.search(r"[?&](endpoint|_external|_scheme|_anchor|_method)=", link), link
+        assert "kind=bogus" not in link, link
+    next_page = unescape(re.search(r'<a rel="next" href="([^"]+)"', html).group(1))
+    assert sorted(next_page.split("?")[1].split("&")) == ["origin=external", "page=2", "sort=date"]
+    assert "/cases?sort=date" in links  # the chip that removes 出所 keeps the sort
+
+
+@pytest.mark.parametrize("name", ["endpoint", "_external", "_scheme", "_anchor", "_method"])
+def test_search_with_a_reserved_parameter_name_answers_normally(client, signed_in, name):
+    signed_in("staff")
+    response = client.get("/cases", query_string={"q": "fax", "origin": "external", name: "1"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "http://localhost" not in html and "#1" not in html

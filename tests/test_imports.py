@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kb import imports, search, users
+from kb import checklist, imports, search, users
+from kb.db import transaction
 from kb.exceptions import Invalid
 
 SHARED_JSONL = Path(__file__).resolve().parent.parent / "data" / "seed" / "external_cases.jsonl"
@@ -208,3 +209,122 @@ def test_dates_in_the_forms_staff_type(value, expected):
 ])
 def test_incident_type_names(value, code):
     assert imports.incident_type_code(value) == code
+
+
+# --- concurrency: a preview or an import does not hold the write lock while it reads ---------
+
+def other_connection(app):
+    """A second connection, as another request would have, that waits for no lock."""
+    from kb.db import database_path, open_db
+    other = open_db(database_path(app.config["DATA_DIR"]))
+    other.conn.execute("PRAGMA busy_timeout = 0")
+    return other
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["preview", "import"])
+def test_another_connection_saves_while_a_file_is_being_worked_out(db, app, tmp_path, dry_run):
+    other, saved = other_connection(app), []
+
+    def save_meanwhile(_):
+        if not saved:  # in the middle of the file, while its records are being matched
+            with transaction(other):
+                other.execute("UPDATE departments SET name = name || '' WHERE department_id = 1")
+            saved.append(True)
+
+    records = [dict(RECORD, id=f"ext-95{n:02d}", source_url=f"https://example.jp/95{n:02d}") for n in range(20)]
+    result = imports.import_external_cases(db, jsonl(tmp_path / "a.jsonl", records),
+                                           dry_run=dry_run, progress=save_meanwhile)
+    assert saved and result.new == 20
+    stored = db.execute("SELECT count(*) FROM cases WHERE external_id LIKE 'ext-95%'").fetchone()[0]
+    assert stored == (0 if dry_run else 20)
+
+
+def test_a_case_imported_elsewhere_meanwhile_is_matched_not_duplicated(db, app, tmp_path):
+    other, path = other_connection(app), jsonl(tmp_path / "a.jsonl", [RECORD])
+    other.conn.execute("PRAGMA busy_timeout = 5000")
+
+    def import_meanwhile(_):
+        if not other.execute("SELECT 1 FROM cases WHERE external_id = 'ext-9001'").fetchone():
+            imports.import_external_cases(other, path)
+
+    result = imports.import_external_cases(db, path, progress=import_meanwhile)
+    assert (result.new, result.unchanged) == (0, 1)  # worked out again under the write lock
+    assert db.execute("SELECT count(*) FROM cases WHERE external_id = 'ext-9001'").fetchone()[0] == 1
+
+
+def test_likely_duplicates_within_one_file_name_the_other_line(db, tmp_path):
+    second = dict(RECORD, id="ext-9002", source_url="https://example.jp/news/2", title=RECORD["title"] + "（続報）")
+    result = imports.import_external_cases(db, jsonl(tmp_path / "a.jsonl", [RECORD, second]), dry_run=True)
+    assert [(d["line"], d["other_line"], d["case_id"]) for d in result.duplicates] == [(2, 1, None)]
+
+
+# --- countermeasures keep their checklist links across a re-import -----------------------------
+
+def countermeasures(db, external_id):
+    return db.execute_returning_dicts(
+        "SELECT m.countermeasure_id, m.text, group_concat(l.item_code) AS codes FROM countermeasures m"
+        " JOIN cases c USING (case_id) LEFT JOIN countermeasure_checklist_items l USING (countermeasure_id)"
+        " WHERE c.external_id = ? GROUP BY m.countermeasure_id ORDER BY m.position", [external_id])
+
+
+def import_linked(db, make_user, tmp_path):
+    """RECORD imported, its second countermeasure (封入封緘機) linked to a checklist item."""
+    imports.import_external_cases(db, jsonl(tmp_path / "first.jsonl", [RECORD]))
+    code = sorted(checklist.current_codes(db))[0]
+    reviewer = make_user("linker", "reviewer", department="soumu-gyousei-joho")
+    machine = countermeasures(db, "ext-9001")[1]
+    checklist.set_countermeasure_items(db, reviewer, machine["countermeasure_id"], [code])
+    return machine, code
+
+
+def test_a_countermeasure_inserted_at_the_top_leaves_links_where_they_were_made(db, make_user, tmp_path):
+    machine, code = import_linked(db, make_user, tmp_path)
+    moved = dict(RECORD, countermeasures=["宛名を読み合わせる。", "封入時に二人で照合する。", "封入封緘機を使う"])
+    result = imports.import_external_cases(db, jsonl(tmp_path / "again.jsonl", [moved]))
+    after = countermeasures(db, "ext-9001")
+    assert [m["text"] for m in after] == moved["countermeasures"]
+    # Matched by text (a missing 。 does not matter): the same row, with its link.
+    assert (after[2]["countermeasure_id"], after[2]["codes"]) == (machine["countermeasure_id"], code)
+    assert after[0]["codes"] is None and after[1]["codes"] is None
+    assert result.updated == 1 and result.lost_links == []
+
+
+def test_links_of_a_countermeasure_the_file_drops_are_reported_in_the_preview_and_the_result(
+        db, app, make_user, tmp_path):
+    machine, code = import_linked(db, make_user, tmp_path)
+    path = jsonl(tmp_path / "dropped.jsonl", [dict(RECORD, countermeasures=["封入時に二人で照合する。"])])
+    before = snapshot(db)
+    preview = imports.import_external_cases(db, path, dry_run=True)
+    expected = [{"line": 1, "external_id": "ext-9001", "title": RECORD["title"], "case_id": preview.changes[0]["case_id"],
+                 "countermeasure": "封入封緘機を使う。", "item_codes": [code]}]
+    assert preview.lost_links == expected and snapshot(db) == before
+    output = app.test_cli_runner().invoke(args=["import-cases", str(path)]).output
+    assert f"再発防止策「封入封緘機を使う。」がファイルにないため、チェックリスト項目 {code} との関連付けが外れました" in output
+    assert [m["codes"] for m in countermeasures(db, "ext-9001")] == [None]
+
+
+# --- hostile files ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, message", [
+    ("[" * 200_000, "入れ子（[ や {）が深すぎて"),
+    ('{"affected_count": ' + "9" * 5000 + "}", "桁数が多すぎる数"),
+], ids=["nested", "long-number"])
+def test_a_line_json_cannot_parse_safely_is_refused_with_its_line(db, app, tmp_path, line, message):
+    before, index_before = snapshot(db), index_snapshot(app)
+    path = write(tmp_path / "hostile.jsonl", json.dumps(RECORD) + "\n" + line + "\n")
+    with pytest.raises(Invalid) as caught:
+        imports.import_external_cases(db, path)
+    assert message in caught.value.errors["2行目"][0]
+    assert snapshot(db) == before and index_snapshot(app) == index_before
+
+
+def test_values_in_the_wrong_shape_are_named_not_printed(db, tmp_path):
+    nested = [[[["深い"]]]] * 100
+    path = jsonl(tmp_path / "shapes.jsonl", [dict(RECORD, incident_type=nested, occurred_on=nested,
+                                                  affected_count=10**20)])
+    with pytest.raises(Invalid) as caught:
+        imports.import_external_cases(db, path)
+    errors = caught.value.errors
+    assert "種別「文字列でない値」" in errors["1行目 種別"][0]
+    assert "発生日「文字列でない値」" in errors["1行目 発生日"][0]
+    assert "人数が大きすぎます" in errors["1行目 人数"][0]

@@ -28,6 +28,32 @@ TRUE_POSITIVES = [
     ("タナカさんに渡した", "name", "タナカさん"),
     ("ゆうと くんの保護者", None, None),  # hiragana given names are not caught: a known gap
     ("佐藤ちゃんの連絡帳", "name", "佐藤ちゃん"),
+    # The area code or the local exchange in brackets, full- or half-width, any dash.
+    ("（03）1234-5678に電話", "phone", "（03）1234-5678"),
+    ("（０３）１２３４－５６７８", "phone", "（０３）１２３４－５６７８"),
+    ("(03) 1234 5678", "phone", "(03) 1234 5678"),
+    ("(03)12345678", "phone", "(03)12345678"),
+    ("(0422)12-3456", "phone", "(0422)12-3456"),
+    ("(090)1234-5678", "phone", "(090)1234-5678"),
+    ("03(1234)5678まで", "phone", "03(1234)5678"),
+    ("０３（１２３４）５６７８", "phone", "０３（１２３４）５６７８"),
+    ("03−1234−5678", "phone", "03−1234−5678"),
+    ("０３ー１２３４ー５６７８", "phone", "０３ー１２３４ー５６７８"),
+    # Spaces or dots between the parts, and the country code.
+    ("電話 03 1234 5678 まで", "phone", "03 1234 5678"),
+    ("携帯 090 1234 5678", "phone", "090 1234 5678"),
+    ("０９０　１２３４　５６７８", "phone", "０９０　１２３４　５６７８"),
+    ("080.1234.5678に連絡", "phone", "080.1234.5678"),
+    ("+81-90-1234-5678", "phone", "+81-90-1234-5678"),
+    ("+81 3 1234 5678に国際電話", "phone", "+81 3 1234 5678"),
+    # Block numbers with hyphens, a building and a room, without 丁目/番地.
+    ("中央1-2-3 メゾン中央101号室に送付", "address", "1-2-3 メゾン中央101号室"),
+    ("本町１－２－３ ハイツ桜 ２０３", "address", "１－２－３ ハイツ桜 ２０３"),
+    ("中央１ー２ー３　さくら荘２０１号室", "address", "１ー２ー３　さくら荘２０１号室"),
+    ("12-3 コーポ山田 201号室", "address", "12-3 コーポ山田 201号室"),
+    ("１２３４－５ 市営住宅３号棟２０５号室", "address", "１２３４－５ 市営住宅３号棟２０５号室"),
+    ("5-10-2 グランドメゾン北 B棟 302", "address", "5-10-2 グランドメゾン北 B棟 302"),
+    ("本町1-2-3-405に住む", "address", "1-2-3-405"),
 ]
 
 ORDINARY_TEXT = [
@@ -53,6 +79,28 @@ ORDINARY_TEXT = [
     "約10,000円の損害。",
     "お母さんから連絡があった。",
     "本来の届出様式ではなく旧様式で送った。",
+    # Administrative numbers that look like block numbers or phone numbers.
+    "個人情報保護法第68条第1項に基づき報告した。",
+    "文書番号：総務第12-345号で通知した。",
+    "5総行第123-4号のとおり。",
+    "2024-12-05に発生し、2024/12/06に公表した。",
+    "1-2人で対応した。",
+    "チェック項目3-2、3-3を確認する。",
+    "3-2 ファクスは2人で確認する。",
+    "3-1会議室で研修を行った。",
+    "本庁舎5階501号室で説明会を開いた。",
+    "第3会議室に集まった。",
+    "別表2-3 住宅課 2名が出席した。",
+    "様式1-2 住宅使用申請書 10部を配布した。",
+    "平成30-31年度 市営住宅 120戸を調査した。",
+    "1-2-3 山田ビル 3階の事業所。",
+    "資料1-2 の10ページを参照。",
+    "30-40代の3人。",
+    "令和6年(2024年)4月1日施行。",
+    "受付番号(1)1234-5678の書類。",
+    "バージョン 0.12.3456 を適用した。",
+    "令和6年 4月 1日 0時 15分に発見。",
+    "3.14 1234 5678 の計算値。",
 ]
 
 
@@ -116,3 +164,15 @@ def test_pii_scan_all_cases_reports_by_case_and_field(app, db):
     findings = json.loads(result.output)
     assert {"case_id", "field", "kind", "text", "start", "end"} <= set(findings[0])
     assert any(f["text"] == "03-1234-5678" and f["field"] == "summary" for f in findings)
+
+
+def test_pii_scan_all_cases_reports_comments_too(app, db):
+    case_id = db.execute("SELECT case_id FROM cases WHERE external_id = 'ext-0001'").fetchone()[0]
+    comment_id = db["comments"].insert({"case_id": case_id, "body": "本人の電話は090-1234-5678です",
+                                        "created_at": "2026-11-30T00:00:00+00:00"}).last_pk
+    db.conn.commit()
+    result = app.test_cli_runner().invoke(args=["pii-scan", "--all-cases", "--json"])
+    assert result.exit_code == 1
+    assert {"case_id": case_id, "field": f"comment-{comment_id}", "kind": "phone",
+            "text": "090-1234-5678"}.items() <= next(
+        f for f in json.loads(result.output) if f["field"].startswith("comment-")).items()

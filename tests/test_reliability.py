@@ -14,7 +14,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from kb import backup, search, users
 from kb.db import database_path, get_db
@@ -91,6 +94,151 @@ def test_restore_command_keeps_the_old_database(app, data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert list(Path(data_dir).glob("kb.sqlite3.before-restore-*"))
     assert not search.is_current(data_dir)
+
+
+@pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00garbage", os.urandom(4096), None],
+                         ids=["empty file", "truncated header", "random bytes", "another program's database"])
+def test_restore_refuses_a_file_that_is_not_a_backup_of_this_app(app, data_dir, tmp_path, content):
+    """An empty file passes SQLite's integrity check: restoring one put an empty database
+    in place of the real one; a corrupt file printed a traceback."""
+    source = tmp_path / "not-a-backup.sqlite3"
+    if content is None:
+        with closing(sqlite3.connect(source)) as conn:
+            conn.execute("CREATE TABLE cases (id INTEGER)")
+            conn.commit()
+    else:
+        source.write_bytes(content)
+    before = title_of_ext_0001(database_path(data_dir))
+    result = app.test_cli_runner().invoke(args=["restore", str(source), "--yes"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert "バックアップではありません" in result.output or "整合性の確認に失敗しました" in result.output
+    assert title_of_ext_0001(database_path(data_dir)) == before
+    assert not kept_databases(data_dir)
+
+
+def test_restoring_the_live_database_onto_itself_is_refused_at_once(app, data_dir):
+    """`restore data/kb.sqlite3` waited for itself for ever, holding the data folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "restore", "--yes",
+         str(database_path(data_dir))], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, KB_DATA_DIR=str(data_dir), KB_SECRET_KEY="restore-test-secret"))
+    assert result.returncode == 1, result.stderr
+    assert "いま使っているデータベースそのものです" in result.stderr
+    assert not kept_databases(data_dir)
+
+
+# A process that holds the database open: it saves (the change stays in the WAL, since
+# automatic checkpoints are off), says so, then waits to be killed or stopped.
+HOLDER = """
+import sys, time
+from kb.db import open_db, transaction
+db = open_db(sys.argv[1])
+db.execute("PRAGMA wal_autocheckpoint = 0")
+with transaction(db):
+    db.execute("UPDATE cases SET title = ? WHERE external_id = 'ext-0001'", [sys.argv[2]])
+print("saved", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_database(data_dir, title):
+    """Start a process that saves ``title`` and keeps the database open; return it once saved."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(database_path(data_dir)), title],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "saved"
+    return process
+
+
+def title_of_ext_0001(path) -> str:
+    conn = sqlite3.connect(path)  # closed at once: an open connection would block a restore
+    try:
+        return conn.execute("SELECT title FROM cases WHERE external_id = 'ext-0001'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def kept_databases(data_dir) -> list[Path]:
+    return sorted(Path(data_dir).glob("kb.sqlite3.before-restore-*"))
+
+
+def test_restore_keeps_saves_that_a_crashed_process_left_only_in_the_wal(data_dir, tmp_path):
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    crashed = hold_database(data_dir, "WALにだけある保存")
+    crashed.send_signal(signal.SIGKILL)
+    crashed.wait()
+    assert Path(f"{database_path(data_dir)}-wal").stat().st_size > 0  # the save is in the WAL only
+
+    backup.restore(copy, data_dir)
+
+    [kept] = kept_databases(data_dir)
+    assert title_of_ext_0001(kept) == "WALにだけある保存"
+    assert title_of_ext_0001(database_path(data_dir)) == title_of_ext_0001(copy)
+    backup.check(kept)
+
+
+def test_restore_is_refused_while_another_process_has_the_database_open(app, data_dir, tmp_path):
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    holder = hold_database(data_dir, "開いたままの間の保存")
+    try:
+        result = app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"])
+        assert result.exit_code == 1
+        assert "別のプロセスがデータベースを開いています" in result.output
+        assert kept_databases(data_dir) == []
+        assert search.is_current(data_dir)
+    finally:
+        holder.terminate()
+        holder.wait()
+    assert title_of_ext_0001(database_path(data_dir)) == "開いたままの間の保存"
+    result = app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert title_of_ext_0001(kept_databases(data_dir)[0]) == "開いたままの間の保存"
+
+
+def test_restore_is_refused_while_the_server_runs_even_between_requests(app, data_dir, tmp_path):
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    server = start_server(data_dir, free_port())
+    try:
+        time.sleep(1)  # idle: the server holds no SQLite connection now
+        result = app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"])
+        assert result.exit_code == 1
+        assert "アプリが動いています" in result.output
+        assert kept_databases(data_dir) == []
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"]).exit_code == 0
+
+
+def test_restores_within_one_second_each_keep_the_database_they_replaced(data_dir, tmp_path):
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    for n in range(3):
+        with sqlite3.connect(database_path(data_dir)) as conn:
+            conn.execute("UPDATE cases SET title = ? WHERE external_id = 'ext-0001'", [f"復元前 {n}"])
+        conn.close()
+        backup.restore(copy, data_dir)
+    assert sorted(title_of_ext_0001(kept) for kept in kept_databases(data_dir)) == \
+        ["復元前 0", "復元前 1", "復元前 2"]
+
+
+def test_a_second_restore_while_one_runs_is_refused_and_says_so(app, data_dir, tmp_path):
+    """Two restores at once: the second changes nothing and does not claim the app is running."""
+    copy = backup.backup(data_dir, tmp_path / "copy.sqlite3")
+    with backup._no_app_running(data_dir):
+        result = app.test_cli_runner().invoke(args=["restore", str(copy), "--yes"])
+    assert result.exit_code == 1
+    assert "別の復元が実行中です" in result.output and "アプリが動いています" not in result.output
+    assert not kept_databases(data_dir)
+
+
+def test_a_server_does_not_start_while_a_restore_holds_the_data_folder(data_dir):
+    with backup._no_app_running(data_dir):
+        result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "serve"], cwd=ROOT,
+                                env=dict(os.environ, KB_DATA_DIR=str(data_dir),
+                                         KB_SECRET_KEY="restore-test-secret", KB_PORT=str(free_port())),
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "データベースの復元中です" in result.stderr
 
 
 # --- a server killed while staff are filing -----------------------------------------------

@@ -349,3 +349,43 @@ def test_an_index_without_documents_finds_nothing_instead_of_failing(client, app
     response = client.get("/cases?q=FAX")
     assert response.status_code == 200
     assert "0件の事例" in response.get_data(as_text=True)
+
+
+def _scores(client, query):
+    data = client.get(f"/api/search?q={query}&limit=50").get_json()
+    return data["total"], [(hit["case_id"], hit["score"]) for hit in data["hits"]]
+
+
+def _cli_search(app, query):
+    return json.loads(app.test_cli_runner().invoke(
+        args=["search", query, "--json", "--limit", "20"]).output)
+
+
+@pytest.mark.parametrize("draft_summary", [
+    "USBメモリを紛失しそうになった。USBは鞄の底にあった。",  # holds the words searched for
+    "窓口で申請書を取り違えそうになった。",  # lacks them
+])
+def test_scores_and_order_do_not_reveal_what_another_departments_draft_holds(
+        client, app, people, draft_summary):
+    outsider = app.test_client()
+    login(outsider, "outsider")
+    before, cli_before = _scores(outsider, "USB 紛失"), _cli_search(app, "USB 紛失")
+    assert before[1] and before[1][0][1] > 0
+    filed_near_miss(client, app, people, summary=draft_summary)
+    assert _scores(outsider, "USB 紛失") == before
+    assert _cli_search(app, "USB 紛失") == cli_before
+
+
+def test_similar_cases_do_not_depend_on_unpublished_drafts(client, app, people):
+    outsider = app.test_client()
+    login(outsider, "outsider")
+    url = "/api/similar?text=USBメモリを庁外に持ち出して紛失した"
+    before = outsider.get(url).get_json()
+    assert before["hits"]
+    # Drafts that make the typed words common: key terms counted over every document
+    # would weigh them down and show other cases.
+    login(client, "reporter")
+    for _ in range(5):
+        file_report(client, "near_miss", near_miss_form(
+            summary="USBメモリを庁外に持ち出して紛失しそうになった。", task="media"))
+    assert outsider.get(url).get_json() == before

@@ -8,7 +8,8 @@ import pytest
 from kb import audit, workflow
 from kb.db import get_db
 from tests.conftest import csrf_token, login
-from tests.reporting import file_report, incident_form, near_miss_form, workflow_post
+from tests.reporting import (file_report, form_version, incident_form, near_miss_form,
+                             workflow_post)
 
 
 def status_of(app, case_id):
@@ -79,8 +80,8 @@ def test_each_role_may_take_only_its_own_steps(client, office, app, step, status
     if allowed:
         assert response.status_code == 302
         assert status_of(app, case_id) == expected
-    else:
-        assert response.status_code == 403
+    else:  # 404 where the report itself is out of reach, so a refusal does not reveal it
+        assert response.status_code == (403 if who in ("reporter", "manager", "reviewer") else 404)
         assert status_of(app, case_id) == status
 
 
@@ -162,8 +163,11 @@ def test_publish_is_refused_while_personal_data_is_open(client, office, app):
     workflow_post(client, case_id, "publish")
     assert status_of(app, case_id) == "approved"
     # Mask the phone number, confirm the name is a made-up example: then publishing works.
-    workflow_post(client, case_id, "pii", field="summary", start="6", end="19", action="mask")
-    workflow_post(client, case_id, "pii", field="summary", text="佐藤花子様", action="confirm")
+    workflow_post(client, case_id, "pii", field="summary", start="6", end="19", action="mask",
+                  version=form_version(page, f"/reports/{case_id}/pii"))
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "pii", field="summary", text="佐藤花子様", action="confirm",
+                  version=form_version(page, f"/reports/{case_id}/pii"))
     with app.app_context():
         summary = get_db().execute("SELECT summary FROM cases WHERE case_id = ?", [case_id]).fetchone()[0]
     assert summary == "佐藤花子様（＊＊＊）宛ての通知を別人に送付した。"
@@ -238,13 +242,16 @@ def test_reviewer_records_statutory_reports_and_sees_deadlines(client, office, a
     switch(client, "reviewer")
     html = client.get("/reports/deadlines").get_data(as_text=True)
     assert "通知書の封入誤り" in html
+    version = form_version(client.get(f"/cases/{case_id}").get_data(as_text=True),
+                           f"/reports/{case_id}/statutory")
     workflow_post(client, case_id, "statutory", prelim_reported_on="2026-10-06",
-                  final_reported_on="", disclosure="none", disclosure_reason="")
+                  final_reported_on="", disclosure="none", disclosure_reason="", version=version)
     with app.app_context():
         assert get_db().execute("SELECT prelim_reported_on FROM cases WHERE case_id = ?",
                                 [case_id]).fetchone()[0] is None  # refused: no reason for 非公表
     workflow_post(client, case_id, "statutory", prelim_reported_on="2026-10-06",
-                  final_reported_on="2026-10-30", disclosure="batch", disclosure_reason="")
+                  final_reported_on="2026-10-30", disclosure="batch", disclosure_reason="",
+                  version=version)
     with app.app_context():
         assert workflow.deadlines(get_db(), office["reviewer"], today=date(2026, 11, 20)) == []
     switch(client, "manager")
@@ -257,16 +264,18 @@ def test_manager_updates_countermeasure_progress_and_the_reporter_sees_it(client
         countermeasure_id = get_db().execute(
             "SELECT countermeasure_id FROM countermeasures WHERE case_id = ?", [case_id]).fetchone()[0]
     switch(client, "manager")
-    token = csrf_token(client.get("/").get_data(as_text=True))
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
     client.post(f"/reports/countermeasures/{countermeasure_id}",
-                data={"csrf_token": token, "status": "done", "case_id": case_id})
+                data={"csrf_token": csrf_token(page), "status": "done", "case_id": case_id,
+                      "version": form_version(page, f"/reports/countermeasures/{countermeasure_id}")})
     switch(client, "reporter")
     html = client.get("/reports/mine").get_data(as_text=True)
     assert "あなたの報告で変わったこと" in html and "完了" in html
     switch(client, "colleague")
     token = csrf_token(client.get("/").get_data(as_text=True))
+    # A colleague may not read the submitted report at all: it is missing to them.
     assert client.post(f"/reports/countermeasures/{countermeasure_id}",
-                       data={"csrf_token": token, "status": "planned", "case_id": case_id}).status_code == 403
+                       data={"csrf_token": token, "status": "planned", "case_id": case_id}).status_code == 404
 
 
 def test_queues_are_only_for_their_roles(client, office):
@@ -319,3 +328,140 @@ def test_hostile_markdown_in_a_published_report_is_rendered_inert(client, office
     assert "封入誤りがあった。" in body
     for forbidden in ("<script", "javascript:", "onerror", "onload", "<svg", "<iframe", "data:text"):
         assert forbidden not in body.lower(), forbidden
+
+
+def _last_comment(app, case_id):
+    with app.app_context():
+        return get_db().execute(
+            "SELECT comment_id, body FROM comments WHERE case_id = ? ORDER BY comment_id DESC"
+            " LIMIT 1", [case_id]).fetchone()
+
+
+def _published(client, office, app):
+    case_id = filed(client)
+    with app.app_context():
+        db = get_db()
+        workflow.approve_report(db, office["manager"], case_id)
+        workflow.publish_report(db, office["reviewer"], case_id)
+    return case_id
+
+
+def test_publish_is_refused_while_a_comment_holds_personal_data(client, office, app):
+    case_id = filed(client)
+    workflow_post(client, case_id, "comments", comment="山田太郎様の連絡先は（03）1234-5678です。")
+    comment_id, _ = _last_comment(app, case_id)
+    with app.app_context():
+        workflow.approve_report(get_db(), office["manager"], case_id)
+    switch(client, "reviewer")
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "個人情報らしき記載が 2 件あります" in page
+    assert "やりとりのコメント：<mark>（03）1234-5678</mark>" in page
+    workflow_post(client, case_id, "publish")
+    assert status_of(app, case_id) == "approved"
+    start = len("山田太郎様の連絡先は")
+    workflow_post(client, case_id, "pii", field=f"comment-{comment_id}", start=str(start),
+                  end=str(start + len("（03）1234-5678")), action="mask",
+                  version=form_version(page, f"/reports/{case_id}/pii"))
+    assert _last_comment(app, case_id)[1] == "山田太郎様の連絡先は＊＊＊です。"
+    workflow_post(client, case_id, "publish")
+    assert status_of(app, case_id) == "approved"  # the name is still open
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "pii", field=f"comment-{comment_id}", text="山田太郎様",
+                  action="confirm", version=form_version(page, f"/reports/{case_id}/pii"))
+    assert workflow_post(client, case_id, "publish").status_code == 302
+    assert status_of(app, case_id) == "published"
+    with app.app_context():
+        actions = [(e["action"], e["detail"]) for e in audit.list_entries(get_db(), office["admin"])
+                   if e["case_id"] == case_id]
+    assert any(action == "pii_mask" and f"comment-{comment_id}" in str(detail)
+               for action, detail in actions)
+
+
+def test_a_comment_with_personal_data_after_publication_is_shown_only_to_handlers(
+        client, office, app):
+    case_id = _published(client, office, app)
+    response = workflow_post(client, case_id, "comments", comment="相手方の電話03-1234-5678に連絡済み。")
+    assert response.status_code == 302
+    assert "関係者にだけ表示されます" in client.get(f"/cases/{case_id}").get_data(as_text=True)
+    comment_id, _ = _last_comment(app, case_id)
+    for outsider in ("colleague", "other_manager", "trainer"):
+        switch(client, outsider)
+        page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+        assert "03-1234-5678" not in page and "相手方の電話" not in page
+    for handler in ("reporter", "manager", "reviewer"):
+        switch(client, handler)
+        page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+        assert "03-1234-5678" in page and "関係者にだけ表示しています" in page
+    # The reviewer masks it on the published case; then everyone sees the masked comment.
+    workflow_post(client, case_id, "pii", field=f"comment-{comment_id}", start="6", end="18",
+                  action="mask", version=form_version(page, f"/reports/{case_id}/pii"))
+    switch(client, "colleague")
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "相手方の電話＊＊＊に連絡済み。" in page and "関係者にだけ表示しています" not in page
+
+
+def test_a_confirmed_comment_is_shown_to_everyone_and_only_reviewers_confirm(client, office, app):
+    case_id = _published(client, office, app)
+    switch(client, "manager")
+    workflow_post(client, case_id, "comments", comment="窓口の代表番号03-5555-0000で受けた。")
+    comment_id, _ = _last_comment(app, case_id)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert workflow_post(client, case_id, "pii", field=f"comment-{comment_id}",
+                         text="03-5555-0000", action="confirm",
+                         version=form_version(page, None)).status_code in (403, 404)
+    switch(client, "colleague")
+    assert "03-5555-0000" not in client.get(f"/cases/{case_id}").get_data(as_text=True)
+    switch(client, "reviewer")
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "pii", field=f"comment-{comment_id}", text="03-5555-0000",
+                  action="confirm", version=form_version(page, f"/reports/{case_id}/pii"))
+    switch(client, "colleague")
+    assert "窓口の代表番号03-5555-0000で受けた。" in client.get(f"/cases/{case_id}").get_data(as_text=True)
+
+
+def test_comment_text_is_not_in_the_search_index(client, office, app):
+    case_id = _published(client, office, app)
+    workflow_post(client, case_id, "comments", comment="ゼブラ柄の封筒について補足します。")
+    switch(client, "reviewer")
+    assert client.get("/api/search?q=ゼブラ柄").get_json()["total"] == 0
+
+
+def test_a_published_case_names_its_reporter_to_nobody_but_the_audit_log_keeps_it(client, office, app):
+    case_id = filed(client)
+    workflow_post(client, case_id, "comments", comment="補足：封入は2人で行っていました。")
+    switch(client, "manager")
+    assert "報告者：reporter さん" in client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "approve")
+    switch(client, "reviewer")
+    assert "報告者：reporter さん" in client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "publish")
+    assert status_of(app, case_id) == "published"
+    for who in ("reviewer", "manager", "reporter", "colleague"):
+        switch(client, who)
+        # The page's main part: the header names whoever is signed in.
+        html = client.get(f"/cases/{case_id}").get_data(as_text=True).split("<main", 1)[1]
+        assert "補足：封入は2人で行っていました。" in html
+        assert "reporter さん" not in html, who
+        assert "<strong>報告者</strong>" in html, who
+        listing = client.get("/cases", query_string={"q": "通知書の封入誤り"}).get_data(as_text=True)
+        assert "reporter さん" not in listing.split("<main", 1)[1], who
+    with app.app_context():
+        reporters = {row[0] for row in get_db().execute(
+            "SELECT user_id FROM audit_log WHERE case_id = ? AND action = 'report_create'", [case_id])}
+    assert reporters == {office["reporter"].user_id}
+
+
+def test_reviewers_queue_lists_comments_held_for_personal_data_until_confirmed(client, office, app):
+    case_id = _published(client, office, app)
+    switch(client, "manager")
+    workflow_post(client, case_id, "comments", comment="窓口の代表番号03-5555-0000で受けた。")
+    comment_id, _ = _last_comment(app, case_id)
+    switch(client, "reviewer")
+    queue = client.get("/reports/queue/approved").get_data(as_text=True)
+    held = queue.split('id="held-comments"')[1]
+    assert f'/cases/{case_id}#workflow' in held and "電話番号" in held
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    workflow_post(client, case_id, "pii", field=f"comment-{comment_id}", text="03-5555-0000",
+                  action="confirm", version=form_version(page, f"/reports/{case_id}/pii"))
+    held = client.get("/reports/queue/approved").get_data(as_text=True).split('id="held-comments"')[1]
+    assert f'/cases/{case_id}#workflow' not in held and "確認待ちのコメントはありません" in held

@@ -4,8 +4,9 @@ from flask import render_template
 from flask_wtf.csrf import CSRFError
 
 from kb import exceptions
-from kb.views import (admin, api, auth, cases, checklist, dashboard, external, home, reports,
-                      workshops)
+from kb.views import (admin, api, auth, campaigns, cases, checklist, dashboard, external, home,
+                      reports, selfcheck, slips, staff, workshops)
+from kb.views import department_checks, outbox, participation
 
 # The main navigation, in the order the design names it: (endpoint, text, the roles
 # that see it or None for everyone). The views check the roles again.
@@ -17,6 +18,11 @@ NAVIGATION = (
     ("workshops.index", "研修", ("trainer",)),
     ("dashboard.index", "集計", ("manager", "reviewer", "admin")),
     ("admin.users", "管理", ("admin",)),
+    ("staff.index", "職員名簿", ("admin", "manager")),
+    ("campaigns.index", "自己点検", ("reviewer",)),
+    ("department_checks.index", "自己点検（所属）", ("manager",)),
+    ("participation.index", "自己点検の回答率", ("manager", "reviewer")),
+    ("outbox.index", "メール", ("reviewer", "admin")),
 )
 
 ERROR_TEXTS = {
@@ -52,7 +58,7 @@ def _my_workshops() -> list[dict]:
 
 def init_app(app) -> None:
     for module in (auth, home, cases, checklist, reports, external, workshops, dashboard,
-                   admin, api):
+                   admin, api, slips, staff, campaigns, selfcheck, outbox, participation, department_checks):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION

@@ -5,13 +5,14 @@ import re
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import (BooleanField, HiddenField, PasswordField, SelectField, SelectMultipleField,
+                     StringField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from kb import audit, roles, users
 from kb.db import get_db
-from kb.exceptions import Invalid
+from kb.exceptions import Conflict, Invalid
 from kb.rendering import excel_csv
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -38,6 +39,8 @@ class UserForm(FlaskForm):
         widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     password = PasswordField("パスワード")
     active = BooleanField("有効（ログインできる）")
+    # The account's users.version when the form was opened (edit only).
+    version = HiddenField()
 
     def set_departments(self, departments):
         self.department_id.choices = [SelectChoice(0, "選んでください")] + [
@@ -83,20 +86,34 @@ def edit_user(user_id: int):
     db = get_db()
     user = users.get_user(db, user_id)
     form = UserForm(data={"display_name": user.display_name, "department_id": user.department_id,
-                          "roles": sorted(user.roles), "active": user.active})
+                          "roles": sorted(user.roles), "active": user.active,
+                          "version": users.account_version(db, user_id)})
     form.set_departments(users.list_departments(db))
     if form.validate_on_submit():
         try:
+            # A form without a version is as stale as an old one: never an unchecked overwrite.
+            # Read from the request itself: WTForms fills a field the request lacks from the
+            # form's data, which holds the current version.
             user = users.update_user(
                 db, current_user, user_id, display_name=form.display_name.data or "",
                 department_id=form.department_id.data, roles=form.roles.data or [],
-                active=form.active.data, password=form.password.data or None)
+                active=form.active.data, password=form.password.data or None,
+                version=request.form.get("version", ""))
         except Invalid as error:
             form.show_errors(error)
+        except Conflict:
+            # The form keeps what was typed (a password is never sent back to the page).
+            return render_template("admin/user_form.html", form=form, user=user,
+                                   conflict=CONFLICT_MESSAGE), 409
         else:
             flash(f"利用者「{user.display_name}」を更新しました。", "success")
             return redirect(url_for("admin.users"))
     return render_template("admin/user_form.html", form=form, user=user)
+
+
+CONFLICT_MESSAGE = ("この画面を開いた後に、別の管理者か別の画面がこの利用者を更新したため、保存しませんでした。"
+                    "入力した内容はこの画面に残してあります（パスワードは安全のため再入力が必要です）。"
+                    "入力を控えてから画面を開き直し、最新の内容を確認してからもう一度保存してください。")
 
 
 AUDIT_FILTERS = ("action", "login", "case_id", "start", "end")

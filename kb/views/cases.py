@@ -54,7 +54,20 @@ def index():
         "cases/index.html", result=result, q=q or "", filters=filters, sort=sort, page=page,
         pages=max(1, -(-result.total // page_size)), notices=notices + result.notices,
         filter_labels=FILTER_LABELS, suggestions=_broader(q or ""),
+        link_args=search_link_args(q or "", filters, sort),
     )
+
+
+def search_link_args(q: str, filters: dict, sort: str) -> dict:
+    """The arguments of this search's links (chips, facets, pages): the parsed query, filters
+    and sort only. Raw query parameters never reach url_for, where names such as
+    ``endpoint`` or ``_external`` would fail the page or make the links absolute."""
+    args = dict(filters)
+    if q:
+        args["q"] = q
+    if sort == "date":
+        args["sort"] = sort
+    return args
 
 
 def _broader(q: str) -> list[str]:
@@ -65,6 +78,13 @@ def _broader(q: str) -> list[str]:
 
 @bp.route("/<int:case_id>")
 def show(case_id: int):
+    return render_case(case_id)
+
+
+def render_case(case_id: int, *, status: int = 200, conflict: dict | None = None):
+    """The case page. The case page's forms answer a stale save with it (409), passing
+    ``conflict``: {"form": which form, "message": why, "typed": what the user sent}, so
+    the form shows the explanation and keeps what was typed."""
     db = get_db()
     case = cases.read_case(db, current_user, case_id)
     similar = search.similar_cases(
@@ -73,5 +93,5 @@ def show(case_id: int):
         incident_type=case["incident_type"], limit=5)
     return render_template("cases/show.html", case=case, label_of=reports.label_of,
                            similar=similar, can_link=checklist.may_link(current_user, case),
-                           current_codes=checklist.current_codes(db),
-                           **workflow.case_context(db, current_user, case_id))
+                           current_codes=checklist.current_codes(db), conflict=conflict or {},
+                           **workflow.case_context(db, current_user, case_id)), status

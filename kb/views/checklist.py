@@ -5,7 +5,8 @@ from flask_login import current_user
 
 from kb import cases, checklist, users
 from kb.db import get_db
-from kb.exceptions import Invalid, NotFound
+from kb.exceptions import Conflict, Invalid, NotFound
+from kb.views.cases import render_case
 
 bp = Blueprint("checklist", __name__, url_prefix="/checklist")
 
@@ -57,27 +58,41 @@ def card():
                            department_id=department_id, **content)
 
 
+LINK_CONFLICT_MESSAGE = ("この画面を開いた後に、別の画面か別の人がこの結び付けを更新したため、保存しませんでした。"
+                         "あなたが入力したコードはこの欄に残してあります。入力を控えてから画面を開き直し、"
+                         "最新の結び付けを確認してからもう一度保存してください。")
+
+
 @bp.route("/links/countermeasure/<int:countermeasure_id>", methods=["POST"])
 def link_countermeasure(countermeasure_id: int):
-    return _link(lambda db, codes: checklist.set_countermeasure_items(
-        db, current_user, countermeasure_id, codes))
+    return _link(f"link-countermeasure-{countermeasure_id}",
+                 lambda db, codes, version: checklist.set_countermeasure_items(
+                     db, current_user, countermeasure_id, codes, version=version))
 
 
 @bp.route("/links/case/<int:case_id>", methods=["POST"])
 def link_case(case_id: int):
-    return _link(lambda db, codes: checklist.set_case_items(db, current_user, case_id, codes))
+    return _link(f"link-case-{case_id}", lambda db, codes, version: checklist.set_case_items(
+        db, current_user, case_id, codes, version=version))
 
 
-def _link(change):
+def _link(form_name, change):
     case_id = request.form.get("case_id", type=int)
     if case_id is None:
         abort(400)
-    codes = request.form.get("item_codes", "").replace("、", " ").replace(",", " ").split()
+    typed = request.form.get("item_codes", "")
+    codes = typed.replace("、", " ").replace(",", " ").split()
+    # A form without a version is as stale as an old one: never an unchecked overwrite.
+    version = request.form.get("version", "")
     try:
-        change(get_db(), codes)
+        change(get_db(), codes, version)
     except Invalid as error:
         for messages in error.errors.values():
             flash(messages[0], "error")
+    except Conflict:
+        return render_case(case_id, status=409, conflict={
+            "form": form_name, "message": LINK_CONFLICT_MESSAGE,
+            "typed": {"item_codes": typed, "version": version}})
     else:
         flash("チェックリストとの結び付けを保存しました。", "success")
     return redirect(url_for("cases.show", case_id=case_id) + "#countermeasures")

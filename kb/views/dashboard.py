@@ -28,7 +28,7 @@ def index():
                                departments=users.list_departments(db)), 422
     args = {k: request.args.get(k) for k in ARGS if request.args.get(k)}
     return render_template("dashboard/index.html", errors={}, filters=filters, args=args,
-                           data=dashboard.collect(db, filters),
+                           data=dashboard.collect(db, current_user, filters),
                            departments=users.list_departments(db))
 
 
@@ -41,7 +41,7 @@ def chart_csv(chart: str):
     except Invalid:
         abort(400)
     header, keys = dashboard.CSV_COLUMNS[chart]
-    rows = dashboard.collect(get_db(), filters)[chart]
+    rows = dashboard.collect(get_db(), current_user, filters)[chart]
     body = excel_csv(header, [[_cell(row.get(key)) for key in keys] for row in rows])
     return Response(body, mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="dashboard-{chart}.csv"'})

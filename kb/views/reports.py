@@ -5,12 +5,25 @@ from flask_login import current_user
 
 from kb import cases, checklist, reports, statutory, users, workflow
 from kb.db import get_db
+from kb.views.cases import render_case
 from kb.exceptions import Conflict, Invalid, PersonalDataFound
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 CONFLICT_MESSAGE = ("この下書きは、別の画面か別の人が先に保存しています。あなたの入力はこの画面に"
                     "残してあります。最新の内容を確認するには、入力を控えてから画面を開き直してください。")
+CASE_CONFLICT_MESSAGE = ("この画面を開いた後に、別の画面か別の人がこの事例を更新したため、保存しませんでした。"
+                         "あなたの入力はこの欄に残してあります。入力を控えてから画面を開き直し、"
+                         "最新の内容を確認してからもう一度保存してください。")
+PII_CONFLICT_MESSAGE = ("この画面を開いた後に、別の画面か別の人がこの事例を更新したため、伏せる・確認する"
+                        "操作は行っていません。下の一覧は最新の内容です。もう一度確認してから操作してください。")
+STEP_CONFLICT_MESSAGE = ("この画面を開いた後に、別の画面か別の人がこの報告を更新したため、承認・公開・"
+                         "差し戻しは行っていません。入力したコメントはこの欄に残してあります。"
+                         "画面を開き直し、最新の内容と状態を確認してからもう一度操作してください。")
+COUNTERMEASURE_CONFLICT_MESSAGE = (
+    "この画面を開いた後に、別の画面か別の人がこの対策を更新したため、保存しませんでした。"
+    "あなたが選んだ進み具合はこの欄に残してあります。画面を開き直し、最新の内容を確認してから"
+    "もう一度更新してください。")
 
 
 def _render_form(report, *, case_id=None, errors=None, findings=None, status=200, notice=None):
@@ -124,9 +137,11 @@ def queue(status):
     sort = request.args.get("sort", "oldest")
     kind = request.args.get("kind") or None
     task = request.args.get("task") or None
-    rows = workflow.queue(get_db(), current_user, status=status, sort=sort, kind=kind, task=task)
+    db = get_db()
+    rows = workflow.queue(db, current_user, status=status, sort=sort, kind=kind, task=task)
+    held = workflow.held_comments(db, current_user) if status == "approved" else []
     return render_template("reports/queue.html", rows=rows, status=status, sort=sort,
-                           kind=kind, task=task, tasks=cases.TASKS)
+                           kind=kind, task=task, tasks=cases.TASKS, held=held)
 
 
 @bp.route("/deadlines")
@@ -148,13 +163,24 @@ def _invalid(case_id, error: Invalid):
     return _back(case_id)
 
 
+def _stale_step(case_id):
+    # A form without a version is as stale as an old one: never an unchecked step.
+    return render_case(case_id, status=409, conflict={
+        "form": "workflow", "message": STEP_CONFLICT_MESSAGE,
+        "typed": {"comment": request.form.get("comment", ""),
+                  "version": request.form.get("version", "")}})
+
+
 @bp.route("/<int:case_id>/approve", methods=["POST"])
 def approve(case_id):
     try:
         workflow.approve_report(get_db(), current_user, case_id,
-                                comment=request.form.get("comment", ""))
+                                comment=request.form.get("comment", ""),
+                                version=request.form.get("version", ""))
     except Invalid as error:
         return _invalid(case_id, error)
+    except Conflict:
+        return _stale_step(case_id)
     flash("承認しました。情報管理担当の公開待ちになります。", "success")
     return _back(case_id)
 
@@ -163,9 +189,12 @@ def approve(case_id):
 def return_(case_id):
     try:
         workflow.return_report(get_db(), current_user, case_id,
-                               comment=request.form.get("comment", ""))
+                               comment=request.form.get("comment", ""),
+                               version=request.form.get("version", ""))
     except Invalid as error:
         return _invalid(case_id, error)
+    except Conflict:
+        return _stale_step(case_id)
     flash("差し戻しました。報告者の下書きに戻ります。", "success")
     return _back(case_id)
 
@@ -174,7 +203,10 @@ def return_(case_id):
 def publish(case_id):
     try:
         workflow.publish_report(get_db(), current_user, case_id,
-                                comment=request.form.get("comment", ""))
+                                comment=request.form.get("comment", ""),
+                                version=request.form.get("version", ""))
+    except Conflict:
+        return _stale_step(case_id)
     except PersonalDataFound:
         flash("個人情報らしき記載が残っているため公開できません。下の一覧で伏せるか、"
               "個人情報でないことを確認してください。", "error")
@@ -188,10 +220,17 @@ def publish(case_id):
 @bp.route("/<int:case_id>/comments", methods=["POST"])
 def comment(case_id):
     try:
-        workflow.add_comment(get_db(), current_user, case_id, request.form.get("comment", ""))
+        findings = workflow.add_comment(get_db(), current_user, case_id,
+                                        request.form.get("comment", ""))
     except Invalid as error:
         return _invalid(case_id, error)
-    flash("コメントを書き込みました。", "success")
+    if findings:
+        flash("コメントを書き込みました。個人情報らしき記載（"
+              + "、".join(sorted({finding.label for finding in findings}))
+              + "）があるため、情報管理担当が伏せるか確認するまで、この報告の関係者にだけ表示されます。",
+              "info")
+    else:
+        flash("コメントを書き込みました。", "success")
     return redirect(url_for("cases.show", case_id=case_id) + "#comments")
 
 
@@ -199,18 +238,24 @@ def comment(case_id):
 def review_pii(case_id):
     db = get_db()
     field = request.form.get("field", "")
-    if request.form.get("action") == "confirm":
-        try:
+    # A form without a version is as stale as an old one: never an unchecked overwrite.
+    version = request.form.get("version", "")
+    try:
+        if request.form.get("action") == "confirm":
             workflow.confirm_not_personal_data(db, current_user, case_id, field,
-                                               request.form.get("text", ""))
-        except Invalid as error:
-            return _invalid(case_id, error)
-        flash("個人情報ではないことを確認済みにしました。", "success")
-    elif workflow.mask_finding(db, current_user, case_id, field,
-                               _int(request.form.get("start")), _int(request.form.get("end"))):
-        flash("＊＊＊で伏せました。", "success")
-    else:
-        flash("伏せる箇所が見つかりませんでした。画面を読み込み直してください。", "error")
+                                               request.form.get("text", ""), version=version)
+            flash("個人情報ではないことを確認済みにしました。", "success")
+        elif workflow.mask_finding(db, current_user, case_id, field,
+                                   _int(request.form.get("start")), _int(request.form.get("end")),
+                                   version=version):
+            flash("＊＊＊で伏せました。", "success")
+        else:
+            flash("伏せる箇所が見つかりませんでした。画面を読み込み直してください。", "error")
+    except Invalid as error:
+        return _invalid(case_id, error)
+    except Conflict:
+        return render_case(case_id, status=409, conflict={
+            "form": "pii", "message": PII_CONFLICT_MESSAGE, "typed": {}})
     return _back(case_id)
 
 
@@ -223,9 +268,15 @@ def statutory_record(case_id):
             prelim_reported_on=form.get("prelim_reported_on", ""),
             final_reported_on=form.get("final_reported_on", ""),
             disclosure=form.get("disclosure", ""),
-            disclosure_reason=form.get("disclosure_reason", ""))
+            disclosure_reason=form.get("disclosure_reason", ""), version=form.get("version", ""))
     except Invalid as error:
         return _invalid(case_id, error)
+    except Conflict:
+        return render_case(case_id, status=409, conflict={
+            "form": "statutory", "message": CASE_CONFLICT_MESSAGE,
+            "typed": {key: form.get(key, "") for key in (
+                "prelim_reported_on", "final_reported_on", "disclosure", "disclosure_reason",
+                "version")}})
     flash("報告・公表の記録を保存しました。", "success")
     return _back(case_id)
 
@@ -233,15 +284,22 @@ def statutory_record(case_id):
 @bp.route("/countermeasures/<int:countermeasure_id>", methods=["POST"])
 def countermeasure_status(countermeasure_id):
     db = get_db()
-    try:
-        workflow.update_countermeasure_status(db, current_user, countermeasure_id,
-                                              request.form.get("status", ""))
-    except Invalid as error:
-        for messages in error.errors.values():
-            flash(messages[0], "error")
-    else:
-        flash("対策の進み具合を更新しました。", "success")
     case_id = _int(request.form.get("case_id"))
     if case_id < 0:
         abort(400)
+    try:
+        workflow.update_countermeasure_status(db, current_user, countermeasure_id,
+                                              request.form.get("status", ""),
+                                              version=request.form.get("version", ""))
+    except Invalid as error:
+        for messages in error.errors.values():
+            flash(messages[0], "error")
+    except Conflict:
+        return render_case(case_id, status=409, conflict={
+            "form": f"countermeasure-{countermeasure_id}",
+            "message": COUNTERMEASURE_CONFLICT_MESSAGE,
+            "typed": {"status": request.form.get("status", ""),
+                      "version": request.form.get("version", "")}})
+    else:
+        flash("対策の進み具合を更新しました。", "success")
     return redirect(url_for("cases.show", case_id=case_id) + "#countermeasures")
