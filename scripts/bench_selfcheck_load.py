@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""Load test of 自己点検: N members of staff answering at once on the real server, then a
+check that no answer was lost or recorded twice.
+
+It starts `flask --app wsgi serve` (waitress) on a free loopback port with a throwaway,
+seeded data folder, creates N accounts with passwords through the core, opens a
+whole-office campaign with every checklist item as a question, and for a fixed time each
+person signs in, starts, and answers one question after another, pausing before each
+answer (exponential, mean --think seconds, default 3). One answer in ten is sent twice
+(a double click). Requests go only to 127.0.0.1; the run stops by itself. It prints
+p50/p95/max per step (the answer POST alone, the question page after it), the server's
+CPU time and peak memory, errors by type, and the answers acknowledged by the server
+that are missing from the database (lost) or stored more than once (duplicated).
+
+    .venv/bin/python scripts/bench_selfcheck_load.py [--users 200] [--seconds 60] [--think 3]
+"""
+
+import argparse
+import http.cookiejar
+import json
+import os
+import random
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kb import campaigns, checklist, create_app, users  # noqa: E402
+from kb.db import database_path, get_db  # noqa: E402
+
+PASSWORD = "load-test-password"
+DEPARTMENTS = ("kumin-koseki", "kumin-kazei", "fukushi-kourei", "kodomo-hoiku", "kenkou-suishin",
+               "soumu-jinji")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))] if ordered else 0.0
+
+
+class Person:
+    def __init__(self, base, login, rng):
+        self.base, self.login, self.rng = base, login, rng
+        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(cookies)
+        self.raw = urllib.request.build_opener(cookies, NoRedirect)
+        self.timings: dict[str, list[float]] = defaultdict(list)
+        self.acknowledged: set[tuple[int, int]] = set()  # (attempt, position)
+
+    def request(self, path, data=None, label=None, follow=True):
+        started = time.perf_counter()
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        opener = self.opener if follow else self.raw
+        try:
+            with opener.open(self.base + path, body, timeout=30) as response:
+                result = response.geturl(), response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            if follow or exc.code not in (302, 303):
+                raise
+            result = exc.headers["Location"], exc.code, ""
+        if label:
+            self.timings[label].append((time.perf_counter() - started) * 1000)
+        return result
+
+    @staticmethod
+    def token(page):
+        return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+    def sign_in(self):
+        _, _, page = self.request("/login")
+        self.request("/login", {"csrf_token": self.token(page), "login": self.login,
+                                "password": PASSWORD}, label="sign in")
+
+    def start(self, campaign_id):
+        _, _, page = self.request(f"/selfcheck/{campaign_id}", label="campaign page")
+        url, _, page = self.request(f"/selfcheck/{campaign_id}/start",
+                                    {"csrf_token": self.token(page)}, label="start")
+        match = re.search(r"/attempts/(\d+)/(\d+)$", url)
+        return (int(match.group(1)), int(match.group(2)), page) if match else (None, None, page)
+
+    def answer(self, campaign_id, attempt_id, position, page):
+        """POST one answer (timed alone), sometimes twice; then the page that says whether
+        it was right. Returns that page."""
+        path = f"/selfcheck/{campaign_id}/attempts/{attempt_id}/{position}"
+        data = {"csrf_token": self.token(page), "answer": self.rng.choice("10")}
+        location, status, _ = self.request(path, data, label="answer (POST)", follow=False)
+        if status in (302, 303):
+            self.acknowledged.add((attempt_id, position))
+        if self.rng.random() < 0.1:
+            self.request(path, data, label="answer again (double click)", follow=False)
+        _, _, shown = self.request(path, label="answered page")
+        return shown
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def peak_mb(pid):
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--think", type=float, default=3, help="mean pause before each answer")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "load"})
+        app.test_cli_runner().invoke(args=["init"])
+        with app.app_context():
+            db = get_db()
+            author = users.create_user(
+                db, users.SYSTEM, login="load-author", display_name="作成者", roles=["reviewer"],
+                department_id=users.get_department_by_code(db, "soumu-gyousei-joho")["department_id"],
+                password=PASSWORD)
+            for n in range(args.users):
+                department = users.get_department_by_code(db, DEPARTMENTS[n % len(DEPARTMENTS)])
+                users.create_user(db, users.SYSTEM, login=f"answer{n:03d}", display_name=f"負荷{n}",
+                                  department_id=department["department_id"], roles=["staff"],
+                                  password=PASSWORD)
+            today = date.today()
+            campaign_id = campaigns.create_campaign(
+                db, author, title="負荷試験", opens_at=f"{today - timedelta(days=1)}T09:00",
+                closes_at=f"{today + timedelta(days=7)}T17:00", whole_office=True,
+                department_ids=[], questions_per_person="", pass_mark="0", retakes="until_passed")
+            sections = [s["code"] for s in checklist.current_sections(db)]
+            version = campaigns.get_campaign(db, author, campaign_id)["version"]
+            asked = campaigns.generate_questions(db, author, campaign_id, section_codes=sections,
+                                                 version=version)
+            campaigns.open_campaign(db, author, campaign_id)
+        port = free_port()
+        env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
+                   KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute",
+                   KB_THREADS=os.environ.get("KB_THREADS", "8"))
+        log_file = (Path(data_dir) / "server.log").open("w")
+        server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"],
+                                  cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(base + "/login", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        people = [Person(base, f"answer{n:03d}", random.Random(n)) for n in range(args.users)]
+        errors: Counter = Counter()
+        lock = threading.Lock()
+        ready = {}
+
+        def arrive(person):
+            # Before the timed window: 200 sign-ins at once are a password-hashing storm,
+            # not the answering this measures.
+            try:
+                person.sign_in()
+                ready[person.login] = person.start(campaign_id)
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                with lock:
+                    errors[f"arrive {type(exc).__name__}: {getattr(exc, 'code', '')}"] += 1
+
+        for batch in range(0, len(people), 8):
+            group = [threading.Thread(target=arrive, args=(p,)) for p in people[batch:batch + 8]]
+            for thread in group:
+                thread.start()
+            for thread in group:
+                thread.join()
+        cpu_before = cpu_seconds(server.pid)
+        deadline = time.time() + args.seconds
+
+        def work(person):
+            attempt_id, position, page = ready.get(person.login, (None, None, ""))
+            try:
+                while attempt_id and position and time.time() < deadline:
+                    time.sleep(max(0.0, min(person.rng.expovariate(1 / args.think) if args.think else 0,
+                                            deadline - time.time())))
+                    if time.time() >= deadline:
+                        break
+                    page = person.answer(campaign_id, attempt_id, position, page)
+                    position = position + 1 if position < asked else None
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                with lock:
+                    errors[f"{type(exc).__name__}: {getattr(exc, 'code', '')}"] += 1
+
+        started = time.time()
+        threads = [threading.Thread(target=work, args=(p,)) for p in people]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.time() - started
+        cpu = cpu_seconds(server.pid) - cpu_before
+        memory = peak_mb(server.pid)
+        server.terminate()
+        server.wait(timeout=30)
+
+        conn = sqlite3.connect(database_path(data_dir))
+        positions = {}  # (attempt, question id) → its position in the attempt
+        for attempt_id, ids in conn.execute("SELECT attempt_id, question_ids FROM campaign_attempts"):
+            for n, question_id in enumerate(json.loads(ids), start=1):
+                positions[(attempt_id, question_id)] = n
+        recorded = Counter()
+        for attempt_id, question_id in conn.execute(
+                "SELECT attempt_id, question_id FROM campaign_answers"):
+            recorded[(attempt_id, positions[(attempt_id, question_id)])] += 1
+        acknowledged = set().union(*(p.acknowledged for p in people))
+        lost = len(acknowledged - set(recorded))
+        duplicated = sum(n - 1 for n in recorded.values() if n > 1)
+
+        timings = defaultdict(list)
+        for person in people:
+            for label, values in person.timings.items():
+                timings[label].extend(values)
+        answers = len(timings["answer (POST)"])
+        print(f"{args.users} people, {elapsed:.0f} s, mean pause {args.think} s, "
+              f"{asked} questions each, server threads {env['KB_THREADS']}")
+        print(f"answers: {answers} ({answers / elapsed:.1f}/s)")
+        print(f"{'step':<30}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+        for label in ("sign in", "campaign page", "start", "answer (POST)",
+                      "answer again (double click)", "answered page"):
+            values = timings.get(label, [])
+            print(f"{label:<30}{len(values):>7}{percentile(values, .5):>9.0f}"
+                  f"{percentile(values, .95):>9.0f}{max(values, default=0):>9.0f}")
+        window = answers + len(timings["answer again (double click)"]) + len(timings["answered page"])
+        print(f"server CPU in the answering window: {cpu:.1f} s over {elapsed:.0f} s"
+              f" ({100 * cpu / elapsed:.0f} % of one core), {1000 * cpu / max(1, window):.1f} ms per request;"
+              f" peak memory {memory:.0f} MB")
+        print(f"errors: {dict(errors) or 0}")
+        print(f"acknowledged answers: {len(acknowledged)}, lost: {lost}, duplicated: {duplicated}")
+
+
+if __name__ == "__main__":
+    main()
