@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from waitress.server import create_server
 
 from tests.conftest import make_app
@@ -75,11 +76,11 @@ def test_staff_signs_in_reads_an_external_case_and_signs_out(page, live_app):
     page.get_by_label("パスワード").fill(passwords["demo-staff"])
     page.get_by_role("button", name="ログイン").click()
     page.wait_for_url(base + "/")
-    assert page.get_by_role("heading", name="これからの作業").is_visible()
+    expect(page.get_by_role("heading", name="これからの作業")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "home.png", full_page=True)
 
     page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="事例検索").click()
-    assert page.get_by_text("180件の事例").is_visible()
+    expect(page.get_by_text("180件の事例")).to_be_visible()
 
     page.get_by_label("事例を検索").fill("BCC")
     page.keyboard.press("Enter")
@@ -88,12 +89,12 @@ def test_staff_signs_in_reads_an_external_case_and_signs_out(page, live_app):
         "施設利用者へのアンケートメールをBCCでなく宛先欄で送信"
     source = page.locator(".source a")
     assert source.get_attribute("href") == "https://city.kashima.ibaraki.jp/soshiki/42/82378.html"
-    assert page.get_by_text("茨城県鹿嶋市").first.is_visible()
+    expect(page.get_by_text("茨城県鹿嶋市").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "case.png", full_page=True)
 
     page.get_by_role("button", name="ログアウト").click()
     page.wait_for_url(re.compile(r".*/login$"))
-    assert page.get_by_text("ログアウトしました。").is_visible()
+    expect(page.get_by_text("ログアウトしました。")).to_be_visible()
     page.goto(base + "/cases")
     assert "/login" in page.url
 
@@ -137,7 +138,7 @@ def test_staff_files_a_near_miss_in_a_minute_and_sees_it_in_my_reports(page, liv
     page.get_by_role("button", name="提出").click()
     page.wait_for_url(base + "/reports/mine")
     card = page.locator(".report-card").filter(has_text="窓口で住民票の写しを別の方に渡しそうになった。")
-    assert card.get_by_text("提出済み").is_visible()
+    expect(card.get_by_text("提出済み")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "my-reports.png", full_page=True)
     sign_out(page)
 
@@ -166,7 +167,7 @@ def test_incident_is_returned_resubmitted_approved_and_published_with_a_masked_p
     page.get_by_role("button", name="提出").click()
 
     # The phone number is caught before submitting, and masked with one click.
-    assert page.get_by_text("個人情報らしき記載があります", exact=False).first.is_visible()
+    expect(page.get_by_text("個人情報らしき記載があります", exact=False).first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "incident-pii.png", full_page=True)
     page.get_by_role("button", name="＊＊＊で隠す").click()
     assert "＊＊＊" in page.get_by_label("何が起きたか", exact=False).first.input_value()
@@ -179,12 +180,12 @@ def test_incident_is_returned_resubmitted_approved_and_published_with_a_masked_p
     page.get_by_role("link", name=title).click()
     page.get_by_label("コメント（差し戻すときは必須）").fill("回収した時刻も書いてください。")
     page.get_by_role("button", name="差し戻し").click()
-    assert page.get_by_text("差し戻しました").is_visible()
+    expect(page.get_by_text("差し戻しました")).to_be_visible()
     sign_out(page)
 
     sign_in(page, base, "demo-staff", passwords["demo-staff"])
     page.goto(base + "/reports/mine")
-    assert page.get_by_text("差し戻されました：回収した時刻も書いてください。").is_visible()
+    expect(page.get_by_text("差し戻されました：回収した時刻も書いてください。")).to_be_visible()
     page.get_by_role("link", name="直して再提出する").click()
     page.get_by_label("直後の対応").fill("11月2日16時に回収し、両世帯に謝罪した。")
     page.get_by_role("button", name="提出").click()
@@ -195,25 +196,25 @@ def test_incident_is_returned_resubmitted_approved_and_published_with_a_masked_p
     page.goto(base + "/reports/queue/submitted")
     page.get_by_role("link", name=title).click()
     page.get_by_role("button", name="承認").click()
-    assert page.get_by_text("承認しました").is_visible()
+    expect(page.get_by_text("承認しました")).to_be_visible()
     sign_out(page)
 
     sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
     page.goto(base + "/reports/queue/approved")
     page.get_by_role("link", name=title).click()
-    assert page.get_by_text("個人情報らしき記載は見つかりませんでした。").is_visible()
+    expect(page.get_by_text("個人情報らしき記載は見つかりませんでした。")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "reviewer-panel.png", full_page=True)
     page.get_by_role("button", name="公開").click()
-    assert page.get_by_text("公開しました").is_visible()
+    expect(page.get_by_text("公開しました")).to_be_visible()
     sign_out(page)
 
     sign_in(page, base, "demo-trainer", passwords["demo-trainer"])
     page.get_by_label("事例を検索").fill("就学援助")
     page.keyboard.press("Enter")
     page.get_by_role("link", name=title).click()
-    assert page.get_by_text("11月2日16時に回収し、両世帯に謝罪した。").is_visible()
-    assert page.get_by_text("回収した時刻も書いてください。").is_visible()
-    assert page.get_by_text("＊＊＊", exact=False).first.is_visible()
+    expect(page.get_by_text("11月2日16時に回収し、両世帯に謝罪した。")).to_be_visible()
+    expect(page.get_by_text("回収した時刻も書いてください。")).to_be_visible()
+    expect(page.get_by_text("＊＊＊", exact=False).first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "published-incident.png", full_page=True)
 
 
@@ -221,7 +222,7 @@ def test_staff_prepares_a_fax_from_the_front_page_and_follows_a_similar_case(pag
     base, passwords = live_app
     sign_in(page, base, "demo-staff", passwords["demo-staff"])
     page.get_by_role("link", name="FAX送信").click()
-    assert page.get_by_role("heading", name="「FAX送信」の前に確認すること").is_visible()
+    expect(page.get_by_role("heading", name="「FAX送信」の前に確認すること")).to_be_visible()
     assert page.locator(".checklist-items .item-code").count() == 5
     cases = page.locator(".case-list .case-card")
     assert cases.count() > 0
@@ -248,7 +249,7 @@ def test_search_with_filters_and_highlighting(page, live_app):
     page.wait_for_url(re.compile(r".*incident_type=fax_missend.*"))
     narrowed = int(page.locator("#result-count").inner_text().split("件")[0].replace(",", ""))
     assert 0 < narrowed <= total
-    assert page.get_by_role("link", name="種別：FAX誤送信").is_visible()
+    expect(page.get_by_role("link", name="種別：FAX誤送信")).to_be_visible()
     titles = page.locator(".case-card .card-title").all_inner_texts()
     assert titles and all("FAX" in t or "ファクス" in t or "ＦＡＸ" in t or "送信" in t for t in titles[:3])
     page.screenshot(path=ARTIFACTS / "search.png", full_page=True)
@@ -280,14 +281,14 @@ def test_reviewer_imports_a_csv_after_a_preview_and_finds_the_case(page, live_ap
     page.get_by_role("link", name="他自治体の事例を取り込む").click()
     page.get_by_label("ファイル").set_input_files(str(csv_file))
     page.get_by_role("button", name="内容を確認する").click()
-    assert page.get_by_text("新規 2件・更新 0件・変更なし 0件").is_visible()
+    expect(page.get_by_text("新規 2件・更新 0件・変更なし 0件")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "import-preview.png", full_page=True)
     page.get_by_role("button", name="取り込む").click()
-    assert page.get_by_text("取り込みました：新規 2件").is_visible()
+    expect(page.get_by_text("取り込みました：新規 2件")).to_be_visible()
     page.get_by_label("事例を検索").fill("介護認定 通知 別人")
     page.keyboard.press("Enter")
     page.get_by_role("link", name="介護認定の通知を別人に郵送").click()
-    assert page.get_by_text("千葉県テスト町").first.is_visible()
+    expect(page.get_by_text("千葉県テスト町").first).to_be_visible()
     sign_out(page)
 
 
@@ -299,16 +300,16 @@ def test_staff_follows_a_checklist_item_to_its_cases_and_prints_the_fax_card(pag
     page.locator(".case-card .card-title a").first.click()
     page.locator(".link-form input[name=item_codes]").first.fill("3-3")
     page.locator(".link-form").first.get_by_role("button", name="結び付ける").click()
-    assert page.get_by_text("チェックリストとの結び付けを保存しました。").is_visible()
+    expect(page.get_by_text("チェックリストとの結び付けを保存しました。")).to_be_visible()
     linked_title = page.get_by_role("heading", level=1).inner_text()
     sign_out(page)
 
     sign_in(page, base, "demo-staff", passwords["demo-staff"])
     page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="チェックリスト").click()
     page.locator("#item-3-3 .item-text a").click()
-    assert page.locator(".case-list").get_by_role("link", name=linked_title).is_visible()
+    expect(page.locator(".case-list").get_by_role("link", name=linked_title)).to_be_visible()
     page.get_by_role("link", name="FAX送信のカード").click()
-    assert page.get_by_role("heading", name="FAX送信の前に").is_visible()
+    expect(page.get_by_role("heading", name="FAX送信の前に")).to_be_visible()
     page.emulate_media(media="print")
     page.screenshot(path=ARTIFACTS / "fax-card-print.png", full_page=True)
     assert page.locator(".site-header").is_hidden()
@@ -328,18 +329,18 @@ def test_trainer_builds_a_workshop_from_fax_cases_and_prints_the_handout(page, l
     page.wait_for_url(re.compile(r".*/cases\?q=FAX.*"))
     for index in range(3):
         page.locator(".case-card").nth(index).get_by_role("button", name="研修に追加").click()
-        assert page.get_by_text("研修に追加しました。").is_visible()
+        expect(page.get_by_text("研修に追加しました。")).to_be_visible()
 
     page.goto(workshop_url)
     assert page.locator(".workshop-cases > li").count() == 3
     questions = page.get_by_label("話し合う問い（1行に1つ）")
     questions.fill("自分の課で起こりうるか\nFAXの番号は誰が読み上げるか")
     page.get_by_role("button", name="保存", exact=True).click()
-    assert page.get_by_text("研修を保存しました。").is_visible()
+    expect(page.get_by_text("研修を保存しました。")).to_be_visible()
 
     page.get_by_role("link", name="配布資料（印刷）").click()
     assert page.locator(".handout-case").count() == 3
-    assert page.get_by_text("FAXの番号は誰が読み上げるか").first.is_visible()
+    expect(page.get_by_text("FAXの番号は誰が読み上げるか").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "handout.png", full_page=True)
     page.emulate_media(media="print")
     page.screenshot(path=ARTIFACTS / "handout-print.png", full_page=True)
@@ -357,7 +358,7 @@ def test_reviewer_opens_the_dashboard(page, live_app):
     page.get_by_label("期間（はじめ）").fill("2026-03-01")
     page.get_by_label("期間（おわり）").fill("2026-01-01")
     page.get_by_role("button", name="集計する").click()
-    assert page.get_by_text("終わりの日が始まりの日より前になっています。").is_visible()
+    expect(page.get_by_text("終わりの日が始まりの日より前になっています。")).to_be_visible()
 
 
 ROSTER_DEPARTMENT = "広報課"  # a 課 of the seeded departments (企画経営部)
@@ -393,13 +394,13 @@ def test_admin_imports_a_roster_prints_slips_and_a_new_person_sets_a_password(ch
     page.get_by_role("navigation", name="職員名簿メニュー").get_by_role("link", name="名簿の取り込み").click()
     page.get_by_label("職員名簿のファイル", exact=False).set_input_files(str(roster_file(tmp_path)))
     page.get_by_role("button", name="プレビュー").click()
-    assert page.get_by_text("新規 5人・更新 0人・変更なし 0人・無効化 0人").is_visible()
+    expect(page.get_by_text("新規 5人・更新 0人・変更なし 0人・無効化 0人")).to_be_visible()
     added = page.locator(".import-preview table").first
-    assert added.get_by_role("cell", name="三浦　健太").is_visible()
-    assert added.get_by_role("row").filter(has_text="野口　由紀").get_by_role("cell", name="育児休業").is_visible()
+    expect(added.get_by_role("cell", name="三浦　健太")).to_be_visible()
+    expect(added.get_by_role("row").filter(has_text="野口　由紀").get_by_role("cell", name="育児休業")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "roster-preview.png", full_page=True)
     page.get_by_role("button", name="取り込む").click()
-    assert page.get_by_text("取り込みました：新規 5人、更新 0人、変更なし 0人、無効化 0人。").is_visible()
+    expect(page.get_by_text("取り込みました：新規 5人、更新 0人、変更なし 0人、無効化 0人。")).to_be_visible()
 
     # The staff list, narrowed to that 課: the new people with their roles and statuses.
     page.get_by_label("所属").select_option(label=f"企画経営部 {ROSTER_DEPARTMENT}")
@@ -408,26 +409,26 @@ def test_admin_imports_a_roster_prints_slips_and_a_new_person_sets_a_password(ch
     rows = page.locator(".staff-table tbody tr")
     assert rows.filter(has_text="8100").count() == 5  # with the demo roster's people of that 課
     assert rows.filter(has_text=ROSTER_DEPARTMENT).count() == rows.count()
-    assert rows.filter(has_text="高木　正人").get_by_role("cell", name="所属長", exact=False).is_visible()
-    assert rows.filter(has_text="野口　由紀").get_by_role("cell", name="育児休業").is_visible()
+    expect(rows.filter(has_text="高木　正人").get_by_role("cell", name="所属長", exact=False)).to_be_visible()
+    expect(rows.filter(has_text="野口　由紀").get_by_role("cell", name="育児休業")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "staff-list.png", full_page=True)
 
     # Slips for that 課: everyone without a password gets one (the demo roster's people too).
     page.get_by_role("link", name="ログイン用紙").click()
     page.get_by_label("所属（課）").select_option(label=f"企画経営部 {ROSTER_DEPARTMENT}")
     page.get_by_role("button", name="表示する").click()
-    assert page.get_by_role("cell", name="三浦　健太").is_visible()
+    expect(page.get_by_role("cell", name="三浦　健太")).to_be_visible()
     assert page.get_by_label("パスワードをまだ設定していない人").is_checked()
     page.get_by_role("button", name="印刷する").click()
     slips = page.locator(".slip-sheet .slip")
     count = slips.count()
     assert count >= 5
-    assert page.get_by_text(f"{count}人分の用紙を作成しました").is_visible()
+    expect(page.get_by_text(f"{count}人分の用紙を作成しました")).to_be_visible()
     slip = slips.filter(has_text="三浦　健太")
     login = slip.locator(".slip-login").inner_text()
     code = slip.locator(".slip-code").inner_text()
     assert login == "810003" and re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
-    assert slip.locator("svg.slip-qr").is_visible()
+    expect(slip.locator("svg.slip-qr")).to_be_visible()
     assert slip.locator(".slip-url").inner_text() == f"{base}/slip?login=810003"
     page.screenshot(path=ARTIFACTS / "slips-sheet.png", full_page=True)
     # As printed: no header or buttons, two columns of slips, four rows to an A4 page.
@@ -457,19 +458,19 @@ def test_admin_imports_a_roster_prints_slips_and_a_new_person_sets_a_password(ch
         person.get_by_label("ログインID").fill(login)
         person.get_by_label("用紙のコード").fill(code.lower().replace("-", " "))  # as typed from paper
         person.get_by_role("button", name="次へ").click()
-        assert person.get_by_text("三浦　健太（広報課）さんのパスワードを決めてください。").is_visible()
+        expect(person.get_by_text("三浦　健太（広報課）さんのパスワードを決めてください。")).to_be_visible()
         person.get_by_label("新しいパスワード", exact=True).fill("kouhou1")
         person.get_by_label("新しいパスワード（確認）").fill("kouhou1")
         person.get_by_role("button", name="パスワードを設定する").click()
-        assert person.get_by_text("パスワードは10文字以上にしてください。").is_visible()
-        assert person.get_by_text("ログインID 810003 のパスワードを決めてください。").is_visible()
+        expect(person.get_by_text("パスワードは10文字以上にしてください。")).to_be_visible()
+        expect(person.get_by_text("ログインID 810003 のパスワードを決めてください。")).to_be_visible()
         person.screenshot(path=ARTIFACTS / "slip-choose-password.png", full_page=True)
         new_password = "みどり公園の桜並木2026"
         person.get_by_label("新しいパスワード", exact=True).fill(new_password)
         person.get_by_label("新しいパスワード（確認）").fill(new_password)
         person.get_by_role("button", name="パスワードを設定する").click()
         person.wait_for_url(base + "/")
-        assert person.get_by_text("パスワードを設定しました。", exact=False).is_visible()
+        expect(person.get_by_text("パスワードを設定しました。", exact=False)).to_be_visible()
         assert person.locator(".account-name").inner_text().startswith("三浦")
         person.screenshot(path=ARTIFACTS / "slip-signed-in.png")
         sign_out(person)
@@ -481,7 +482,7 @@ def test_admin_imports_a_roster_prints_slips_and_a_new_person_sets_a_password(ch
         person.goto(base + "/slip?login=" + login)
         person.get_by_label("用紙のコード").fill(code)
         person.get_by_role("button", name="次へ").click()
-        assert person.get_by_text("このコードは使用済みです。", exact=False).is_visible()
+        expect(person.get_by_text("このコードは使用済みです。", exact=False)).to_be_visible()
     finally:
         context.close()
 
@@ -530,11 +531,11 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     page.get_by_label("合格点（正解数）").fill("8")
     page.get_by_label("合格するまで何度でも").check()
     page.get_by_role("button", name="保存する").click()
-    assert page.get_by_text("自己点検を作りました。", exact=False).is_visible()
+    expect(page.get_by_text("自己点検を作りました。", exact=False)).to_be_visible()
     page.get_by_role("checkbox", name=re.compile(r"^3 ファクス送信")).check()
     page.get_by_role("checkbox", name=re.compile(r"^4 メール送信")).check()
     page.get_by_role("button", name="問題を作る").click()
-    assert page.get_by_text(re.compile(r"チェックリストから\d+問を作りました")).is_visible()
+    expect(page.get_by_text(re.compile(r"チェックリストから\d+問を作りました"))).to_be_visible()
     questions = page.locator(".campaign-questions > li")
     total = questions.count()
     assert total >= 10 and questions.filter(has_text="項目 3-").count() and questions.filter(has_text="項目 4-").count()
@@ -551,14 +552,14 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
             choice.locator("input").check()
             page.screenshot(path=ARTIFACTS / "selfcheck-question-editor.png", full_page=True)
             page.get_by_role("button", name="保存する").click()
-            assert page.get_by_text("問題を保存しました。").is_visible()
+            expect(page.get_by_text("問題を保存しました。")).to_be_visible()
             break
         page.go_back()
     assert linked, "no question had a suggested case"
-    assert page.locator(".campaign-questions").get_by_text(f"事例「{linked['case']}」", exact=False).is_visible()
+    expect(page.locator(".campaign-questions").get_by_text(f"事例「{linked['case']}」", exact=False)).to_be_visible()
     page.get_by_role("button", name="開始する").click()
-    assert page.get_by_text("自己点検を開始しました", exact=False).is_visible()
-    assert page.get_by_role("heading", name=re.compile("実施中")).is_visible()
+    expect(page.get_by_text("自己点検を開始しました", exact=False)).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("実施中"))).to_be_visible()
     assert page.get_by_text("実施中・締切済みの自己点検の問題は変更できません", exact=False).count() == 0
     page.screenshot(path=ARTIFACTS / "selfcheck-campaign-open.png", full_page=True)
     campaign_id = int(re.search(r"/campaigns/(\d+)", page.url).group(1))
@@ -571,7 +572,7 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
         mobile.set_default_timeout(10_000)
         sign_in(mobile, base, "demo-staff", passwords["demo-staff"])
         banner = mobile.locator(".selfcheck-banner")
-        assert banner.get_by_role("link", name=re.compile(r"^自己点検があります（期限 \d+月\d+日・約\d+分）$")).is_visible()
+        expect(banner.get_by_role("link", name=re.compile(r"^自己点検があります（期限 \d+月\d+日・約\d+分）$"))).to_be_visible()
         assert SELFCHECK_TITLE in banner.inner_text()
         banner.get_by_role("link").click()
         mobile.get_by_role("button", name="始める").click()
@@ -591,11 +592,11 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
                 (no if linked["answer"] else yes).tap()  # the wrong answer, on purpose
                 feedback = mobile.locator(".selfcheck-feedback")
                 feedback.wait_for()
-                assert feedback.get_by_role("heading", name=re.compile("^不正解です")).is_visible()
+                expect(feedback.get_by_role("heading", name=re.compile("^不正解です"))).to_be_visible()
                 case = mobile.locator(".selfcheck-case")
-                assert case.get_by_role("link", name=linked["case"]).is_visible()
-                assert case.locator(".lesson, .selfcheck-case-summary").is_visible()  # its lesson, else what happened
-                assert feedback.locator(".selfcheck-item a").is_visible()
+                expect(case.get_by_role("link", name=linked["case"])).to_be_visible()
+                expect(case.locator(".lesson, .selfcheck-case-summary")).to_be_visible()  # its lesson, else what happened
+                expect(feedback.locator(".selfcheck-item a")).to_be_visible()
                 mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-wrong.png", full_page=True)
                 wrong_shown = True
                 mobile.locator(".selfcheck-go").tap()
@@ -606,7 +607,7 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
                 assert mobile.evaluate("document.activeElement.value") == "0"
                 mobile.keyboard.press("Enter")
                 mobile.locator(".selfcheck-feedback").wait_for()
-                assert mobile.get_by_text("あなたの答え：×", exact=False).is_visible()
+                expect(mobile.get_by_text("あなたの答え：×", exact=False)).to_be_visible()
                 # then 「次の問題へ」 has the focus: Enter goes on
                 assert mobile.evaluate("document.activeElement.classList.contains('selfcheck-go')")
                 mobile.keyboard.press("Enter")
@@ -618,9 +619,9 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
                 mobile.wait_for_url(re.compile(rf".*/{number + 1}$"))
         assert keyboard_used and wrong_shown
         mobile.wait_for_url(re.compile(r".*/result$"))
-        assert mobile.get_by_role("heading", name=re.compile(rf"^結果：{total}問中 \d+問正解$")).is_visible()
+        expect(mobile.get_by_role("heading", name=re.compile(rf"^結果：{total}問中 \d+問正解$"))).to_be_visible()
         missed = mobile.locator(".selfcheck-missed")
-        assert missed.get_by_text(f"「{linked['statement']}」", exact=False).is_visible()
+        expect(missed.get_by_text(f"「{linked['statement']}」", exact=False)).to_be_visible()
         assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
         mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-result.png")  # the first screenful
         mobile.screenshot(path=ARTIFACTS / "selfcheck-phone-result-full.png", full_page=True)
@@ -633,11 +634,11 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     sign_in(page, base, "demo-manager", passwords["demo-manager"])
     page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="自己点検（所属）").click()
     page.get_by_role("row").filter(has_text=SELFCHECK_TITLE).get_by_role("link", name="戸籍住民課").click()
-    assert page.get_by_role("heading", name="戸籍住民課の回答状況").is_visible()
+    expect(page.get_by_role("heading", name="戸籍住民課の回答状況")).to_be_visible()
     done = page.locator("section").filter(has=page.get_by_role("heading", name=re.compile(r"^回答済み")))
     waiting = page.locator("section").filter(has=page.get_by_role("heading", name=re.compile(r"^未回答")))
-    assert done.get_by_role("cell", name="デモ 職員").is_visible()
-    assert done.get_by_role("row").filter(has_text="デモ 職員").get_by_role("cell", name="オンライン").is_visible()
+    expect(done.get_by_role("cell", name="デモ 職員")).to_be_visible()
+    expect(done.get_by_role("row").filter(has_text="デモ 職員").get_by_role("cell", name="オンライン")).to_be_visible()
     not_yet = waiting.locator("tbody tr")
     waiting_count = not_yet.count()
     assert waiting_count >= 2
@@ -663,24 +664,24 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     person = not_yet.first.locator("td").nth(1).inner_text()
     not_yet.first.get_by_role("link", name="用紙の回答を入力する").click()
     page.screenshot(path=ARTIFACTS / "selfcheck-key-in.png", full_page=True)
-    assert page.get_by_text(f"{SELFCHECK_TITLE}：{person}", exact=False).is_visible()
+    expect(page.get_by_text(f"{SELFCHECK_TITLE}：{person}", exact=False)).to_be_visible()
     page.get_by_role("button", name="入力する").click()  # nothing chosen: refused, said why
-    assert page.get_by_role("alert").filter(has_text="選ばれていない問題があります").is_visible()
+    expect(page.get_by_role("alert").filter(has_text="選ばれていない問題があります")).to_be_visible()
     fields = page.locator(".key-in-questions fieldset")
     for index in range(fields.count()):
         fields.nth(index).get_by_label("○" if index % 3 else "×").check()
     page.get_by_role("button", name="入力する").click()
-    assert page.get_by_text("用紙の回答を入力しました（紙で回答）。").is_visible()
-    assert done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答").is_visible()
+    expect(page.get_by_text("用紙の回答を入力しました（紙で回答）。")).to_be_visible()
+    expect(done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答")).to_be_visible()
     assert waiting.get_by_role("cell", name=person).count() == 0
 
     # The participation page, from the menu: the rate per 部 and 課 as a chart.
     page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="自己点検の回答率").click()
     page.get_by_role("link", name=SELFCHECK_TITLE).click()
     page.wait_for_url(f"{base}/participation/{campaign_id}")
-    assert page.get_by_text(re.compile(r"全体：対象 \d+人・回答 2人・回答率 \d+\.\d%")).is_visible()
+    expect(page.get_by_text(re.compile(r"全体：対象 \d+人・回答 2人・回答率 \d+\.\d%"))).to_be_visible()
     chart = page.locator("svg.rate-chart").last
-    assert chart.get_by_text("戸籍住民課", exact=True).is_visible()
+    expect(chart.get_by_text("戸籍住民課", exact=True)).to_be_visible()
     assert chart.locator("title").filter(has_text=re.compile(r"^戸籍住民課 \d+\.\d%（2/\d+人）$")).count() == 1
     assert chart.locator("text").filter(has_text=re.compile(r"^100%$")).count() == 1  # the 100 % line
     page.screenshot(path=ARTIFACTS / "participation.png", full_page=True)
@@ -690,8 +691,8 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
     page.goto(f"{base}/campaigns/{campaign_id}")
     page.locator(".data-table").get_by_role("link", name="戸籍住民課").click()
-    assert page.get_by_role("heading", name="戸籍住民課の回答状況").is_visible()
-    assert done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答").is_visible()
+    expect(page.get_by_role("heading", name="戸籍住民課の回答状況")).to_be_visible()
+    expect(done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答")).to_be_visible()
     page.get_by_role("link", name="自己点検の回答状況").click()  # the breadcrumb: not a 403
-    assert page.get_by_role("heading", name="自己点検の回答状況").is_visible()
+    expect(page.get_by_role("heading", name="自己点検の回答状況")).to_be_visible()
     sign_out(page)
