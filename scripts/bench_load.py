@@ -194,6 +194,27 @@ def peak_memory_mb(pid):
         return float("nan")
 
 
+def start_server(data_dir):
+    """`flask serve` on a free loopback port for ``data_dir``, once it answers: (the
+    process, its base URL, the path of its log, its environment). The caller terminates it."""
+    port = free_port()
+    env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
+               KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute",
+               KB_THREADS=os.environ.get("KB_THREADS", "8"))
+    log_path = Path(data_dir) / "server.log"
+    with log_path.open("w") as log_file:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"],
+                                  cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(base + "/login", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, base, log_path, env
+
+
 def not_found_by_search(data_dir, acknowledged):
     """How many reports were published, and the acknowledged reports that a search for
     their serial number misses: published ones searched as any member of staff, the
@@ -244,21 +265,7 @@ def main():
                 users.create_user(db, users.SYSTEM, login=f"load{n:03d}", display_name=f"負荷{n}",
                                   department_id=department["department_id"], roles=roles,
                                   password=PASSWORD)
-        port = free_port()
-        env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
-                   KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute",
-                   KB_THREADS=os.environ.get("KB_THREADS", "8"))
-        log_path = Path(data_dir) / "server.log"
-        log_file = log_path.open("w")
-        server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"],
-                                  cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(base + "/login", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        server, base, log_path, env = start_server(data_dir)
         people = [User(base, f"load{n:03d}", random.Random(n), duties(n, args.users))
                   for n in range(args.users)]
 
@@ -303,7 +310,6 @@ def main():
         cpu = cpu_seconds(server.pid)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-        log_file.close()
         server_log = log_path.read_text()
         server_errors = [line for line in server_log.splitlines()
                          if "Error" in line or "Exception" in line][:10]

@@ -18,12 +18,9 @@ that are missing from the database (lost) or stored more than once (duplicated).
 import argparse
 import http.cookiejar
 import json
-import os
 import random
 import re
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,23 +34,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_load import (NoRedirect, cpu_seconds, peak_memory_mb, percentile,  # noqa: E402
+                        start_server)
 from kb import campaigns, checklist, create_app, users  # noqa: E402
 from kb.db import database_path, get_db  # noqa: E402
 
 PASSWORD = "load-test-password"
 DEPARTMENTS = ("kumin-koseki", "kumin-kazei", "fukushi-kourei", "kodomo-hoiku", "kenkou-suishin",
                "soumu-jinji")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def percentile(values, share):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))] if ordered else 0.0
 
 
 class Person:
@@ -110,28 +100,6 @@ class Person:
         return shown
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def peak_mb(pid):
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
-    except (OSError, AttributeError):
-        return float("nan")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200)
@@ -163,20 +131,7 @@ def main():
             asked = campaigns.generate_questions(db, author, campaign_id, section_codes=sections,
                                                  version=version)
             campaigns.open_campaign(db, author, campaign_id)
-        port = free_port()
-        env = dict(os.environ, KB_DATA_DIR=data_dir, KB_SECRET_KEY="load-test-secret",
-                   KB_PORT=str(port), KB_LOGIN_RATE_LIMIT="100000 per minute",
-                   KB_THREADS=os.environ.get("KB_THREADS", "8"))
-        log_file = (Path(data_dir) / "server.log").open("w")
-        server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve"],
-                                  cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(base + "/login", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        server, base, _, env = start_server(data_dir)
         people = [Person(base, f"answer{n:03d}", random.Random(n)) for n in range(args.users)]
         errors: Counter = Counter()
         lock = threading.Lock()
@@ -223,7 +178,7 @@ def main():
             thread.join()
         elapsed = time.time() - started
         cpu = cpu_seconds(server.pid) - cpu_before
-        memory = peak_mb(server.pid)
+        memory = peak_memory_mb(server.pid)
         server.terminate()
         server.wait(timeout=30)
 
