@@ -12,8 +12,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from kb import (backup, checklist, demo_campaigns, demo_roster, imports, indexer, pii, reports,
-                roster, search, staff, users, workflow)
+from kb import (backup, checklist, demo_campaigns, demo_roster, imports, indexer, participation,
+                pii, reports, roster, search, staff, users, workflow)
 from kb import mail, scheduler
 from kb.db import transaction
 from kb.db import database_path, get_db, open_db
@@ -531,12 +531,10 @@ def _prepare_index(app) -> None:
 def campaign_report_command(campaign_id: int, as_json: bool) -> None:
     """Participation of a self-check campaign by department: eligible, completed, excluded by
     reason and rate (frozen figures once it is closed, live ones before)."""
-    from kb import participation
-
     try:
         report = participation.campaign_report(get_db(), campaign_id)
     except NotFound:
-        click.echo(f"campaign {campaign_id}: no such campaign", err=True)
+        click.echo(f"自己点検 {campaign_id} は登録されていません。", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))

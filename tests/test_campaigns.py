@@ -620,3 +620,9 @@ def test_a_reviewer_makes_and_opens_a_campaign_through_the_pages(app, client, si
     assert response.status_code == 302
     page = client.get(url).get_data(as_text=True)
     assert "実施中" in page and "回答状況" in page
+
+
+def test_campaign_report_of_an_unknown_campaign_says_so_in_japanese(app):
+    result = app.test_cli_runner().invoke(args=["campaign-report", "999", "--json"])
+    assert result.exit_code == 1
+    assert "自己点検 999 は登録されていません。" in result.output
