@@ -257,6 +257,7 @@ def serve_command() -> None:
     except Invalid as error:
         _fail(error)
     config["INDEX_IN_BACKGROUND"] = True
+    config["REUSE_CONNECTIONS"] = True  # one connection per worker thread (kb/db.py)
     # A stop (Ctrl+C or SIGTERM) lets the background indexer finish what it has queued.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     atexit.register(indexer.flush_all)

@@ -5,6 +5,8 @@ busy timeout, so that concurrent requests wait for each other instead of failing
 """
 
 import contextlib
+import logging
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,6 +15,11 @@ from flask import current_app, g
 
 DATABASE_FILE = "kb.sqlite3"
 BUSY_TIMEOUT_MS = 5000
+log = logging.getLogger(__name__)
+# Under `serve`, each worker thread keeps its connection between requests: opening one
+# parses the whole schema (~0.8 ms) and closing one checkpoints, which together cost as
+# much as a small request itself. {path: Database}, one per thread.
+_idle = threading.local()
 
 
 def database_path(data_dir) -> Path:
@@ -39,7 +46,12 @@ def get_db() -> sqlite_utils.Database:
     Its after-commit hooks are the app's (the search index registers one).
     """
     if "db" not in g:
-        g.db = open_db(database_path(current_app.config["DATA_DIR"]))
+        path = database_path(current_app.config["DATA_DIR"])
+        if current_app.config.get("REUSE_CONNECTIONS"):
+            g.db = _take_idle(path) or open_db(path)
+            g.db.kb_reuse_path = path
+        else:
+            g.db = open_db(path)
         g.db.kb_after_commit = current_app.extensions.get("kb.after_commit", [])
     return g.db
 
@@ -57,10 +69,25 @@ def _after_commit(db) -> None:
             hook(db, changed)
 
 
+def _take_idle(path):
+    return getattr(_idle, "connections", {}).pop(path, None)
+
+
 def close_db(exc=None) -> None:
     db = g.pop("db", None)
-    if db is not None:
+    if db is None:
+        return
+    path = db.__dict__.pop("kb_reuse_path", None)
+    db.__dict__.pop("kb_changed", None)
+    if path is not None and db.conn.in_transaction:
+        # Whatever a request left uncommitted is discarded, as closing would discard it.
+        log.warning("a request left a transaction open; rolled back")
+        db.conn.rollback()
+    connections = _idle.__dict__.setdefault("connections", {})
+    if path is None or path in connections:  # not reused, or a nested context's second one
         db.close()
+    else:
+        connections[path] = db
 
 
 @contextlib.contextmanager

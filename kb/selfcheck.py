@@ -159,22 +159,27 @@ def next_position(db, actor, campaign_id: int, attempt_id: int) -> int | None:
 def question(db, actor, campaign_id: int, attempt_id: int, position: int) -> dict:
     """One question of the actor's attempt: {"campaign", "attempt", "position", "total",
     "question" (statement and, once answered, the rest), "answer" (None or the recorded
-    answer with ``correct``), "item", "case"}. The right answer, explanation, item and
-    linked case are given only once the question is answered."""
+    answer with ``correct``), "item", "case", "next" (the first unanswered position, None
+    when every question is answered)}. The right answer, explanation, item and linked
+    case are given only once the question is answered."""
     attempt = _attempt(db, actor, campaign_id, attempt_id)
     ids = attempt["question_ids"]
     if not 1 <= position <= len(ids):
         raise NotFound(f"question {position} of attempt {attempt_id}")
     row = db.execute_returning_dicts("SELECT * FROM campaign_questions WHERE question_id = ?",
                                      [ids[position - 1]])[0]
-    answers = db.execute_returning_dicts(
-        "SELECT answer, correct FROM campaign_answers WHERE attempt_id = ? AND question_id = ?",
-        [attempt_id, row["question_id"]])
+    answered = {question_id: {"answer": answer, "correct": correct}
+                for question_id, answer, correct in db.execute(
+                    "SELECT question_id, answer, correct FROM campaign_answers WHERE attempt_id = ?",
+                    [attempt_id])}
+    answer = answered.get(row["question_id"])
     result = {"campaign": participation.campaign_row(db, campaign_id), "attempt": attempt,
               "position": position, "total": len(ids),
               "question": {"question_id": row["question_id"], "statement": row["statement"]},
-              "answer": answers[0] if answers else None, "item": None, "case": None}
-    if answers:
+              "answer": answer, "item": None, "case": None,
+              "next": next((n for n, question_id in enumerate(ids, start=1)
+                            if question_id not in answered), None)}
+    if answer:
         result["question"].update(answer=row["answer"], explanation=row["explanation"],
                                   item_code=row["item_code"])
         if row["item_code"]:

@@ -5,10 +5,11 @@ check that no answer was lost or recorded twice.
 It starts `flask --app wsgi serve` (waitress) on a free loopback port with a throwaway,
 seeded data folder, creates N accounts with passwords through the core, opens a
 whole-office campaign with every checklist item as a question, and for a fixed time each
-person signs in, starts, and answers one question after another, pausing before each
-answer (exponential, mean --think seconds, default 3). One answer in ten is sent twice
-(a double click). Requests go only to 127.0.0.1; the run stops by itself. It prints
-p50/p95/max per step (the answer POST alone, the question page after it), the server's
+person signs in, starts, and answers one question after another as a browser does (the
+answer, then 「次の問題へ」), pausing before each answer (exponential, mean --think seconds,
+default 3). One answer in ten is sent twice (a double click). Requests go only to
+127.0.0.1; the run stops by itself. It prints p50/p95/max per step (the answer POST,
+whose response says whether it was right; the next question's page), the server's
 CPU time and peak memory, errors by type, and the answers acknowledged by the server
 that are missing from the database (lost) or stored more than once (duplicated).
 
@@ -87,17 +88,22 @@ class Person:
         return (int(match.group(1)), int(match.group(2)), page) if match else (None, None, page)
 
     def answer(self, campaign_id, attempt_id, position, page):
-        """POST one answer (timed alone), sometimes twice; then the page that says whether
-        it was right. Returns that page."""
+        """What a browser does: POST one answer (its response is the page that says
+        whether it was right), sometimes twice (a double click); then 「次の問題へ」, the
+        next question's page. Returns (the next position or None, that page)."""
         path = f"/selfcheck/{campaign_id}/attempts/{attempt_id}/{position}"
         data = {"csrf_token": self.token(page), "answer": self.rng.choice("10")}
-        location, status, _ = self.request(path, data, label="answer (POST)", follow=False)
-        if status in (302, 303):
+        _, status, shown = self.request(path, data, label="answer (POST)")
+        if status == 200 and "selfcheck-feedback" in shown:
             self.acknowledged.add((attempt_id, position))
         if self.rng.random() < 0.1:
-            self.request(path, data, label="answer again (double click)", follow=False)
-        _, _, shown = self.request(path, label="answered page")
-        return shown
+            self.request(path, data, label="answer again (double click)")
+        go = re.search(r'selfcheck-go" href="([^"]+)"', shown).group(1)
+        if go.endswith("/result"):
+            self.request(go, label="result page")
+            return None, ""
+        _, _, page = self.request(go, label="next question")
+        return int(go.rsplit("/", 1)[1]), page
 
 
 def main():
@@ -164,8 +170,7 @@ def main():
                                             deadline - time.time())))
                     if time.time() >= deadline:
                         break
-                    page = person.answer(campaign_id, attempt_id, position, page)
-                    position = position + 1 if position < asked else None
+                    position, page = person.answer(campaign_id, attempt_id, position, page)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 with lock:
                     errors[f"{type(exc).__name__}: {getattr(exc, 'code', '')}"] += 1
@@ -205,11 +210,12 @@ def main():
         print(f"answers: {answers} ({answers / elapsed:.1f}/s)")
         print(f"{'step':<30}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
         for label in ("sign in", "campaign page", "start", "answer (POST)",
-                      "answer again (double click)", "answered page"):
+                      "answer again (double click)", "next question", "result page"):
             values = timings.get(label, [])
             print(f"{label:<30}{len(values):>7}{percentile(values, .5):>9.0f}"
                   f"{percentile(values, .95):>9.0f}{max(values, default=0):>9.0f}")
-        window = answers + len(timings["answer again (double click)"]) + len(timings["answered page"])
+        window = sum(len(timings[label]) for label in (
+            "answer (POST)", "answer again (double click)", "next question", "result page"))
         print(f"server CPU in the answering window: {cpu:.1f} s over {elapsed:.0f} s"
               f" ({100 * cpu / elapsed:.0f} % of one core), {1000 * cpu / max(1, window):.1f} ms per request;"
               f" peak memory {memory:.0f} MB")

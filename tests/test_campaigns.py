@@ -458,10 +458,16 @@ def test_answer_shows_right_or_wrong_with_explanation_item_and_linked_case(app, 
                                  ids[:1]).fetchone()[0]
     response = client.post(answer_url(campaign_id, attempt_id, 1),
                            data={"csrf_token": csrf_token(page), "answer": str(1 - right)})
-    assert response.status_code == 302
+    # the answer's own response says whether it was right (one request, no redirect) …
+    assert response.status_code == 200
+    answered = response.get_data(as_text=True)
+    assert "不正解です" in answered and "解説の文です。" in answered
+    assert f'/cases/{case["case_id"]}' in answered and "/checklist/items/3-" in answered
+    # … and reloading the address shows the same
     page = client.get(answer_url(campaign_id, attempt_id, 1)).get_data(as_text=True)
-    assert "不正解です" in page and "解説の文です。" in page
-    assert f'/cases/{case["case_id"]}' in page and "/checklist/items/3-" in page
+    assert "不正解です" in page and "解説の文です。" in page and "data-answered" in page
+    # the only question answered: the button leads straight to the result
+    assert f'href="/selfcheck/{campaign_id}/attempts/{attempt_id}/result"' in page
     result = client.get(f"/selfcheck/{campaign_id}/attempts/{attempt_id}/result").get_data(as_text=True)
     assert "1問中 0問正解" in result and "もう一度" in result and "/checklist/items/3-" in result
 
@@ -479,7 +485,10 @@ def test_a_closed_browser_resumes_where_it_stopped(app, client, signed_in, revie
         open_(db, reviewer, campaign_id)
     attempt_id = start_by_hand(client, campaign_id)
     page = client.get(answer_url(campaign_id, attempt_id, 1)).get_data(as_text=True)
-    client.post(answer_url(campaign_id, attempt_id, 1), data={"csrf_token": csrf_token(page), "answer": "1"})
+    answered = client.post(answer_url(campaign_id, attempt_id, 1),
+                           data={"csrf_token": csrf_token(page), "answer": "1"}).get_data(as_text=True)
+    # 「次の問題へ」 goes straight to the next question (no detour through a redirect)
+    assert f'href="{answer_url(campaign_id, attempt_id, 2)}"' in answered
     other = app.test_client()  # a new browser
     login(other, "staff-user")
     page = other.get(f"/selfcheck/{campaign_id}").get_data(as_text=True)
@@ -501,7 +510,9 @@ def test_a_double_answer_records_one_answer(app, client, signed_in, reviewer):
     token = csrf_token(client.get(url).get_data(as_text=True))
     first = client.post(url, data={"csrf_token": token, "answer": "1"})
     second = client.post(url, data={"csrf_token": token, "answer": "0"})  # a second tab
-    assert first.status_code == second.status_code == 302
+    assert first.status_code == second.status_code == 200
+    # the second tab is told the first answer (○), not the one it sent
+    assert "あなたの答え：○" in second.get_data(as_text=True)
     with app.app_context():
         rows = get_db().execute("SELECT answer FROM campaign_answers WHERE attempt_id = ?",
                                 [attempt_id]).fetchall()

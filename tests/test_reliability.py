@@ -27,6 +27,34 @@ from tests.reporting import file_report, near_miss_form
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_a_reused_connection_starts_each_request_clean(data_dir):
+    """Under `serve` each worker thread keeps its connection between requests: what one
+    request left uncommitted is rolled back, not seen by the next, and a nested context
+    gets a connection of its own."""
+    app = make_app(data_dir, REUSE_CONNECTIONS=True)
+    app.test_cli_runner().invoke(args=["init"])
+    with app.app_context():
+        first = get_db()
+        first.execute("BEGIN")
+        first.execute("INSERT INTO departments (code, name, created_at) VALUES ('left-open', '未確定課', '')")
+        first.kb_changed = {1}
+    with app.app_context():
+        again = get_db()
+        assert again is first and not again.conn.in_transaction
+        assert again.execute("SELECT count(*) FROM departments WHERE code = 'left-open'").fetchone()[0] == 0
+        assert not again.__dict__.get("kb_changed")
+        with app.app_context():
+            nested = get_db()
+            assert nested is not again  # nested: its own connection
+    with app.app_context():
+        assert get_db() in (again, nested)  # one of the two was kept, the other closed
+    plain = make_app(data_dir)  # outside `serve`: a connection per context, closed after it
+    with plain.app_context():
+        one = get_db()
+    with plain.app_context():
+        assert get_db() is not one
+
+
 def test_a_held_index_lock_does_not_fail_the_save_and_check_heals_it(data_dir, make_user, caplog):
     app = make_app(data_dir, INDEX_WRITER_TIMEOUT=0.2)
     add_user(app, "hanako", "staff")

@@ -1,5 +1,11 @@
 // Small progressive enhancements; every page works without this file.
 document.addEventListener("DOMContentLoaded", function () {
+  // A 自己点検 answer is answered with its result page: make the history entry a plain GET
+  // of the same address, so reloading does not ask to send the form again.
+  if (document.querySelector("[data-answered]") && window.history.replaceState) {
+    window.history.replaceState(null, "", window.location.href);
+  }
+
   document.querySelectorAll("[data-print]").forEach(function (button) {
     button.addEventListener("click", function () { window.print(); });
   });

@@ -63,9 +63,9 @@ def question(campaign_id: int, attempt_id: int, position: int):
             shown = selfcheck.question(db, current_user, campaign_id, attempt_id, position)
             return render_template("selfcheck/question.html", shown=shown,
                                    error=error.errors["answer"][0]), 409
-        # After the answer, the same address shows whether it was right (reloading it is safe).
-        return redirect(url_for("selfcheck.question", campaign_id=campaign_id,
-                                attempt_id=attempt_id, position=position))
+        # The answer's response is the page that says whether it was right — no redirect,
+        # so an answer costs one request. Reloading it (kb.js turns it into a GET of the
+        # same address) or sending it again records nothing new.
     shown = selfcheck.question(db, current_user, campaign_id, attempt_id, position)
     return render_template("selfcheck/question.html", shown=shown, error=None)
 
