@@ -1,18 +1,67 @@
-"""Search quality on the development queries stays above the floor (scripts/eval_search.py)."""
+"""Search quality on the development queries stays above the floor (scripts/eval_search.py),
+and the development set itself stays well-formed."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "eval_search.py"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "eval_search.py"
+QUERIES = ROOT / "data" / "seed" / "queries_dev.jsonl"
+CASES = ROOT / "data" / "seed" / "external_cases.jsonl"
 
 
-def test_ndcg_on_the_development_queries_is_at_least_080():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--min-ndcg", "0.80"],
-                            capture_output=True, text=True, timeout=300)
+def run_eval(*args):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+    return result, result.stdout.splitlines()
+
+
+def ndcg_of(lines, prefix):
+    line = next(line for line in lines if line.startswith(prefix))
+    return float(line.split("nDCG@10")[1].split()[0])
+
+
+def test_ndcg_on_the_original_20_development_queries_is_at_least_080():
+    # The floor stays on the original 20 until search is tuned for issue #14; the issue's
+    # floor (0.85 on all 60) replaces it then.
+    result, lines = run_eval("--set", "old", "--min-ndcg", "0.80")
     assert result.returncode == 0, result.stdout + result.stderr
-    search_line = next(line for line in result.stdout.splitlines() if line.startswith("search"))
-    baseline_line = next(line for line in result.stdout.splitlines() if line.startswith("baseline"))
-    ndcg = float(search_line.split("nDCG@10")[1].split()[0])
-    baseline = float(baseline_line.split("nDCG@10")[1].split()[0])
+    assert lines[0].startswith("20 queries")
+    ndcg, baseline = ndcg_of(lines, "search"), ndcg_of(lines, "baseline")
     assert ndcg >= 0.80 and ndcg > baseline
+
+
+def test_eval_reports_all_60_then_the_old_20_and_the_new_40_separately():
+    result, lines = run_eval("--min-ndcg", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines[0].startswith("60 queries")
+    whole, old, new = ndcg_of(lines, "search"), ndcg_of(lines, "old 20  search"), ndcg_of(lines, "new 40  search")
+    # The unprefixed line is the mean over all 60, so it is the weighted mean of the parts.
+    assert abs(whole - (20 * old + 40 * new) / 60) < 0.002
+    assert any(line.startswith("old 20  baseline") for line in lines)
+    assert any(line.startswith("new 40  baseline") for line in lines)
+
+
+def test_min_ndcg_is_checked_on_all_60_queries_by_default():
+    result, lines = run_eval("--min-ndcg", "1.01")
+    assert result.returncode == 1
+    assert "on all (60 queries)" in result.stderr
+
+
+def test_development_set_has_20_old_and_40_new_queries_each_judged_against_real_cases():
+    queries = [json.loads(line) for line in QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    case_ids = {json.loads(line)["id"] for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()}
+    qids = [q["qid"] for q in queries]
+    assert len(qids) == len(set(qids)) == 60
+    assert sum(qid.startswith("q") for qid in qids) == 20
+    assert sorted(qid for qid in qids if qid.startswith("n")) == [f"n{i:02d}" for i in range(1, 41)]
+    old_texts = {q["query"] for q in queries if q["qid"].startswith("q")}
+    for q in queries:
+        assert set(q) == {"qid", "query", "intent", "relevant"}, q["qid"]
+        assert q["intent"].strip() and q["query"].strip(), q["qid"]
+        assert set(q["relevant"]) <= case_ids, q["qid"]
+        assert set(q["relevant"].values()) <= {1, 2} and 2 in q["relevant"].values(), q["qid"]
+        if q["qid"].startswith("n"):
+            assert q["query"] not in old_texts, q["qid"]
+            assert len(q["relevant"]) >= 3, q["qid"]
