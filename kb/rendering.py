@@ -9,6 +9,7 @@ import functools
 import io
 import re
 import unicodedata
+import urllib.parse
 
 import markdown
 import nh3
@@ -161,6 +162,39 @@ def label(value, vocabulary: str) -> str:
     return LABELS.get(vocabulary, {}).get(value, value or "")
 
 
+_ESCAPED_RUN = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
+
+
+def _unescape_run(match: re.Match) -> str:
+    raw = match.group(0)
+    try:
+        text = urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    # Control, format (a right-to-left override could disguise the address) and space
+    # characters stay escaped.
+    return "".join(urllib.parse.quote(ch) if unicodedata.category(ch)[0] in "CZ" else ch
+                   for ch in text)
+
+
+def readable_url(url: str) -> str:
+    """A URL as a person reads it: percent-escapes of non-ASCII UTF-8 decoded
+    (…/%E5%80%8B… → …/個…) and an internationalised host name (xn--…) shown in its own
+    script. Only for display: the link keeps the exact URL. Escapes of ASCII characters
+    (%2F, %2B, %26 …) stay, so the shown address means what the link means; invalid
+    UTF-8, and control, format or space characters, stay escaped."""
+    if not url:
+        return ""
+    shown = _ESCAPED_RUN.sub(_unescape_run, url)
+    try:
+        host = urllib.parse.urlsplit(shown).hostname or ""
+        if "xn--" in host:
+            shown = shown.replace(host, host.encode("ascii").decode("idna"), 1)
+    except (UnicodeError, ValueError):
+        pass
+    return shown
+
+
 # A text cell starting with one of these is a formula to Excel and LibreOffice
 # (OWASP "CSV injection"): 「=HYPERLINK(…)」 typed as a failed sign-in's login id would run
 # in the admin's spreadsheet. Tab and CR are included because spreadsheets skip them
@@ -202,4 +236,5 @@ def init_app(app) -> None:
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(japanese_date, "jdate")
     app.add_template_filter(label, "label")
+    app.add_template_filter(readable_url, "readable_url")
     app.jinja_env.globals["LABELS"] = LABELS

@@ -1,6 +1,7 @@
 import time
 
 import pytest
+from markupsafe import escape
 
 from kb import rendering
 from kb.rendering import japanese_date, render_markdown
@@ -136,3 +137,33 @@ def test_a_case_page_of_pathological_markdown_in_every_field_renders_in_under_10
             assert client.get(f"/cases/{case_id}").status_code == 200
             timings.append(time.process_time() - started)
         assert min(timings) < 0.1, (unit, timings)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://example.jp/news/%E5%80%8B%E4%BA%BA%E6%83%85%E5%A0%B1.html",
+     "https://example.jp/news/個人情報.html"),
+    # ASCII escapes keep their meaning: %2B stays, not a "+" that would read as a space
+    ("https://example.jp/a?t=09:00%2B09:00&q=%E8%AA%A4", "https://example.jp/a?t=09:00%2B09:00&q=誤"),
+    # an ideographic space, a right-to-left override and invalid UTF-8 stay escaped
+    ("https://example.jp/%E8%AA%A4%E3%80%80%E9%80%81", "https://example.jp/誤%E3%80%80送"),
+    ("https://example.jp/a%E2%80%AEgpj.exe", "https://example.jp/a%E2%80%AEgpj.exe"),
+    ("https://example.jp/%FF%FE", "https://example.jp/%FF%FE"),
+    ("https://xn--eckwd4c7c.xn--zckzah/", "https://ドメイン.テスト/"),
+    ("https://example.jp/plain", "https://example.jp/plain"),
+    ("", ""),
+])
+def test_readable_url_decodes_japanese_for_display_only(url, shown):
+    assert rendering.readable_url(url) == shown
+
+
+def test_an_external_cases_source_link_is_shown_decoded_and_links_exactly(app, client, signed_in):
+    signed_in("staff")
+    from kb.db import get_db
+    with app.app_context():
+        case_id, url = get_db().execute(
+            "SELECT case_id, source_url FROM cases WHERE source_url LIKE '%\\%E%' ESCAPE '\\'"
+            " AND status = 'published' LIMIT 1").fetchone()
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert f'href="{escape(url)}"' in page  # the link itself is exact
+    shown = rendering.readable_url(url)
+    assert str(escape(shown)) in page and shown != url and "%E3%82%A4" not in shown
