@@ -77,7 +77,7 @@ PATTERNS = (
         rf"生年月日\s?[:：は]?\s?{DATE}|{DATE}\s?生(?:まれ)?")),
     ("name", re.compile(
         rf"(?:{KANJI}{{1,6}}|{KATAKANA}{{2,10}})[\s　]?(?:{KANJI}{{1,4}}[\s　]?)?"
-        r"(?:様(?!式)|さん|氏(?!名)|くん|君|ちゃん)")),
+        r"(?:様(?![式々])|さん|氏(?!名)|くん|君|ちゃん)")),
 )
 
 # Words before an honorific that are not a person's name: roles, groups, relatives.
@@ -88,7 +88,9 @@ NOT_NAME_WORDS = {
     "御中", "各位", "事業", "委託", "業者", "区長", "市長", "町長", "村長", "知事", "議長",
     "課長", "部長", "係長", "所長", "担当", "宛名", "名義", "源", "某",
 }
-NOT_NAME_ENDINGS = ("者", "員", "民", "方", "先", "人", "様", "氏", "族", "位", "中", "側", "主")
+# …and the ends of common words with 様 that are not names: 仕様(書), 模様, 異様, 同様.
+NOT_NAME_ENDINGS = ("者", "員", "民", "方", "先", "人", "様", "氏", "族", "位", "中", "側", "主",
+                    "仕", "模", "異", "同")
 
 
 @dataclass(frozen=True)

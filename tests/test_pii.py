@@ -79,6 +79,10 @@ ORDINARY_TEXT = [
     "約10,000円の損害。",
     "お母さんから連絡があった。",
     "本来の届出様式ではなく旧様式で送った。",
+    "委託仕様書のとおり封入した。",  # 仕様, 同様, 模様, 様々 are words, not a name with 様
+    "前回の会議同様に二人で確認した。",
+    "様々な書類を一度に封入した。",
+    "窓口の混雑模様を記録した。",
     # Administrative numbers that look like block numbers or phone numbers.
     "個人情報保護法第68条第1項に基づき報告した。",
     "文書番号：総務第12-345号で通知した。",
