@@ -9,7 +9,8 @@ invitation to each of them who has an address (``kb.mail``), in one transaction;
 freezes who was eligible (``kb.participation``). Taking a campaign is ``kb.selfcheck``.
 """
 
-from datetime import datetime
+import json
+from datetime import date, datetime, timezone
 
 from kb import audit, checklist, mail, participation, quiz, scheduler, search
 from kb.db import transaction, utcnow
@@ -31,6 +32,17 @@ FROZEN = "実施中・締切済みの自己点検の問題は変更できませ�
 def local_now() -> str:
     """The office's local time as campaigns store it ("YYYY-MM-DDTHH:MM")."""
     return datetime.now().strftime(TIME_FORMAT)
+
+
+def local_moment(now: datetime | None) -> str:
+    """``now`` (default: the clock) as campaigns store times: the office's local
+    "YYYY-MM-DDTHH:MM"."""
+    return (now.astimezone() if now is not None else datetime.now().astimezone()).strftime(TIME_FORMAT)
+
+
+def _as_moment(local: str | None) -> datetime | None:
+    """A stored local time back as an aware datetime (None stays None: the clock)."""
+    return datetime.strptime(local, TIME_FORMAT).astimezone() if local else None
 
 
 def deadline_text(closes_at: str) -> str:
@@ -85,6 +97,9 @@ def _check_settings(db, *, title, opens_at, closes_at, whole_office, department_
         errors["title"] = ["名前を入力してください（例：令和8年度 個人情報 自己点検）。"]
     elif len(title) > TITLE_LIMIT:
         errors["title"] = [f"名前は{TITLE_LIMIT}文字以内にしてください。"]
+    elif mail.one_line(title) != title:
+        # The title is the subject line of every mail the campaign causes.
+        errors["title"] = ["名前に改行や制御文字は使えません。1行で入力してください。"]
     times = {}
     for key, value, label in (("opens_at", opens_at, "開始"), ("closes_at", closes_at, "締切")):
         try:
@@ -332,8 +347,10 @@ def open_campaign(db, actor, campaign_id: int, *, version=None, now: str | None 
     and an invitation is queued for each of them with an e-mail address — all in one
     transaction. Returns the number of invitations. Invalid without questions, with a
     pass mark above the questions a person gets, or when the closing time has passed;
-    Conflict when the campaign changed since ``version``."""
+    Conflict when the campaign changed since ``version``. ``now`` (local
+    "YYYY-MM-DDTHH:MM", default the clock) also dates the invitations."""
     require_role(actor, "reviewer")
+    moment = _as_moment(now)
     now = now or local_now()
     with transaction(db):
         campaign = participation.campaign_row(db, campaign_id)
@@ -350,31 +367,52 @@ def open_campaign(db, actor, campaign_id: int, *, version=None, now: str | None 
             raise Invalid({"open": [f"合格点（{campaign['pass_mark']}問）が1人に出す問題数（{asked}問）を超えています。"]})
         if campaign["closes_at"] <= now:
             raise Invalid({"open": ["締切の日時を過ぎています。設定で締切を延ばしてから開始してください。"]})
-        people = participation.compute_eligibility(db, campaign)
+        people = participation.compute_eligibility(db, campaign, today=date.fromisoformat(now[:10]))
         participation.write_eligibility(db, campaign_id, people)
         db.execute("UPDATE campaigns SET status = 'open', opened_at = ?, updated_at = ?,"
                    " version = version + 1 WHERE campaign_id = ?", [utcnow(), utcnow(), campaign_id])
-        invited = _queue_invitations(db, campaign)
+        invited = queue_invitations(db, campaign, now=moment)
         audit.record(db, actor, "campaign_open", target=str(campaign_id),
                      detail={"eligible": sum(p["eligible"] for p in people.values()),
                              "invitations": invited})
     return invited
 
 
-def _queue_invitations(db, campaign: dict) -> int:
+def uninvited(db, campaign_id: int, user_ids=None) -> list[tuple[int, str]]:
+    """(user_id, name) of the people the campaign's stored eligibility addresses (all, or
+    those of ``user_ids``) who have a deliverable address, have not finished it and have
+    no invitation yet (``invite:<campaign>:<user>``). Reads only."""
+    narrow, params = "", []
+    if user_ids is not None:
+        narrow, params = " AND e.user_id IN (SELECT value FROM json_each(?))", [json.dumps(list(user_ids))]
+    return [(user_id, name) for user_id, name, address in db.execute(
+        "SELECT u.user_id, u.display_name, u.email FROM campaign_eligibility e"
+        " JOIN users u USING (user_id) WHERE e.campaign_id = ? AND e.eligible = 1"
+        " AND u.active = 1 AND u.email != ''"
+        " AND NOT EXISTS (SELECT 1 FROM outbox o"
+        "  WHERE o.dedupe_key = 'invite:' || e.campaign_id || ':' || e.user_id)"
+        " AND NOT EXISTS (SELECT 1 FROM campaign_attempts a WHERE a.campaign_id = e.campaign_id"
+        "  AND a.user_id = e.user_id AND a.finished_at IS NOT NULL)"
+        f"{narrow} ORDER BY u.user_id", [campaign_id, *params]).fetchall()
+        if mail.is_deliverable(address)]
+
+
+def queue_invitations(db, campaign: dict, *, user_ids=None, now: datetime | None = None,
+                      settings=None) -> int:
+    """Queue the invitation (``templates/mail/campaign_invitation.txt``) to each person
+    ``uninvited`` lists, inside the caller's transaction; return how many. The dedupe key
+    ``invite:<campaign>:<user>`` means nobody is ever invited twice to one campaign, at
+    its opening or when they join it later (``kb.enrolment``)."""
     campaign_id = campaign["campaign_id"]
     context = {"campaign_id": campaign_id, "title": campaign["title"],
                "deadline": deadline_text(campaign["closes_at"]),
                "path": f"/selfcheck/{campaign_id}"}
     count = 0
-    for user_id, name in db.execute(
-            "SELECT u.user_id, u.display_name FROM campaign_eligibility e"
-            " JOIN users u USING (user_id) WHERE e.campaign_id = ? AND e.eligible = 1"
-            " AND u.active = 1 AND u.email != '' ORDER BY u.user_id", [campaign_id]).fetchall():
-        mail.queue_mail(db, kind="campaign_invitation", dedupe_key=f"invite:{campaign_id}:{user_id}",
-                        to_user_id=user_id, template="campaign_invitation",
-                        context={**context, "name": name})
-        count += 1
+    for user_id, name in uninvited(db, campaign_id, user_ids):
+        if mail.queue_mail(db, kind="campaign_invitation", dedupe_key=f"invite:{campaign_id}:{user_id}",
+                           to_user_id=user_id, template="campaign_invitation", settings=settings,
+                           now=now, context={**context, "name": name}):
+            count += 1
     return count
 
 
@@ -387,7 +425,7 @@ def close_campaign(db, actor, campaign_id: int, *, version=None) -> None:
         _close(db, actor, campaign_id, version)
 
 
-def _close(db, actor, campaign_id: int, version) -> None:
+def _close(db, actor, campaign_id: int, version, moment: datetime | None = None) -> None:
     campaign = participation.campaign_row(db, campaign_id)
     if campaign["status"] == "draft":
         raise Invalid({"close": ["まだ開始していない自己点検は締め切れません。"]})
@@ -395,9 +433,10 @@ def _close(db, actor, campaign_id: int, version) -> None:
         raise Invalid({"close": ["この自己点検は既に締め切っています。"]})
     if version is not None and str(version) != str(campaign["version"]):
         raise Conflict(f"campaign {campaign_id} is at version {campaign['version']}")
-    people = participation.compute_eligibility(db, campaign)
+    people = participation.compute_eligibility(
+        db, campaign, today=date.fromisoformat(local_moment(moment)[:10]))
     participation.write_eligibility(db, campaign_id, people)
-    now = utcnow()
+    now = moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else utcnow()
     db.execute("UPDATE campaigns SET status = 'closed', closed_at = ?, frozen_at = ?,"
                " updated_at = ?, version = version + 1 WHERE campaign_id = ?",
                [now, now, now, campaign_id])
@@ -405,16 +444,15 @@ def _close(db, actor, campaign_id: int, version) -> None:
                  detail={"eligible": sum(p["eligible"] for p in people.values())})
 
 
-def close_due_campaigns(db, now: str | None = None) -> list[int]:
-    """Close (and freeze) every open campaign whose closing time has passed; for the
-    scheduler and the command line. Idempotent."""
-    now = now or local_now()
+def close_due_campaigns(db, now: datetime | None = None) -> list[int]:
+    """Close (and freeze) every open campaign whose closing time has passed at ``now``
+    (default: the clock), which also dates the closing; for the scheduler. Idempotent."""
     closed = []
     for (campaign_id,) in db.execute("SELECT campaign_id FROM campaigns WHERE status = 'open'"
-                                     " AND closes_at <= ?", [now]).fetchall():
+                                     " AND closes_at <= ?", [local_moment(now)]).fetchall():
         with transaction(db):
             if participation.campaign_row(db, campaign_id)["status"] == "open":
-                _close(db, None, campaign_id, None)
+                _close(db, None, campaign_id, None, now)
                 closed.append(campaign_id)
     return closed
 
@@ -422,5 +460,4 @@ def close_due_campaigns(db, now: str | None = None) -> list[int]:
 @scheduler.register("close_due_campaigns")
 def _close_due(db, settings, now=None) -> dict:
     """Due work: campaigns whose closing time has passed are closed and frozen."""
-    local = now.astimezone().strftime(TIME_FORMAT) if now is not None else None
-    return {"closed": close_due_campaigns(db, local)}
+    return {"closed": close_due_campaigns(db, now)}

@@ -13,7 +13,9 @@ from datetime import date, timedelta
 from kb import roster, users
 
 FIRST_NUMBER = 700001
-EMAIL_DOMAIN = "ward.example.jp"
+# Invented people get invented addresses in the reserved .invalid domain: kb.mail never
+# queues mail to it, so a demo installation with a real SMTP server mails none of them.
+EMAIL_DOMAIN = "ward.invalid"
 SEED = 12
 # People per leaf department besides its head; the counter and the welfare 課 are larger.
 HEADCOUNT = 8

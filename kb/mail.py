@@ -28,6 +28,7 @@ is off: rows stay queued and visible, and go out once a server is configured.
 
 import hashlib
 import logging
+import re
 import smtplib
 import ssl
 from datetime import datetime, timedelta, timezone
@@ -84,6 +85,30 @@ def local_time(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
+# RFC 2606 reserves this top-level domain as "sure to be invalid": the demo roster's
+# invented people have their addresses there (kb/demo_roster.py), so that a demo
+# installation with a real SMTP server configured never mails anyone it made up.
+UNDELIVERABLE_TLD = ".invalid"
+
+
+def is_deliverable(address: str | None) -> bool:
+    """False for no address and for one in the reserved ``.invalid`` domain (the demo
+    roster's): no mail is ever queued to those."""
+    address = (address or "").strip()
+    return bool(address) and not address.lower().rstrip(".").endswith(UNDELIVERABLE_TLD)
+
+
+def one_line(text: str | None) -> str:
+    """``text`` with its line breaks and other control characters turned into single
+    spaces: what a mail header (Subject, a display name) may hold. Roster names can carry
+    a spreadsheet cell's Alt+Enter; the email package refuses CR/LF in a header, which
+    would fail the mail."""
+    return _CONTROLS.sub(" ", text or "").strip()
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
 def is_enabled(settings) -> bool:
     """True when an SMTP server is configured; otherwise mails wait in the outbox."""
     return bool((settings.get("SMTP_HOST") or "").strip())
@@ -136,7 +161,9 @@ def queue_mail(db, *, kind: str, dedupe_key: str, template: str, context: dict |
                to_user_id: int | None = None, to_address: str | None = None,
                settings=None, now: datetime | None = None) -> int | None:
     """Write one mail to the outbox in the caller's transaction; return its ``mail_id``, or
-    None when a mail with ``dedupe_key`` exists already (whatever became of it).
+    None when a mail with ``dedupe_key`` exists already (whatever became of it) or the
+    address is in the reserved ``.invalid`` domain (``is_deliverable``: the demo roster's
+    invented people), which is never mailed.
 
     Must run inside ``kb.db.transaction`` and never commits: the mail is kept or dropped
     with the event that causes it (RuntimeError outside a transaction). Give either
@@ -159,9 +186,12 @@ def queue_mail(db, *, kind: str, dedupe_key: str, template: str, context: dict |
         if row is None:
             raise NotFound(f"user {to_user_id}")
         to_address, name = row
+        name = one_line(name)
     to_address = (to_address or "").strip()
     if not to_address:
         raise Invalid({"to_address": ["メールアドレスが登録されていないため、メールを送れません。"]})
+    if not is_deliverable(to_address):
+        return None
     settings = settings if settings is not None else _settings()
     subject, body = render_mail(template, {"name": name, **(context or {})},
                                 base_url=settings["PUBLIC_URL"])
@@ -190,10 +220,10 @@ def build_message(row: dict, settings, now: datetime | None = None) -> EmailMess
     Raises ValueError (or IndexError) for an address that is not one."""
     from_name, from_address = parseaddr(settings["MAIL_FROM"])
     sender = Address(display_name=from_name, addr_spec=from_address)
-    recipient = Address(display_name=row.get("to_name") or "", addr_spec=row["to_address"])
+    recipient = Address(display_name=one_line(row.get("to_name")), addr_spec=row["to_address"])
     international = not (sender.addr_spec.isascii() and recipient.addr_spec.isascii())
     message = EmailMessage(policy=policy.SMTPUTF8 if international else policy.SMTP)
-    message["Subject"] = row["subject"]
+    message["Subject"] = one_line(row["subject"])
     message["From"] = sender
     message["To"] = recipient
     message["Date"] = format_datetime(_now(now).astimezone())

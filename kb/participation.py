@@ -312,13 +312,18 @@ def item_rates(db, actor, campaign_id: int, department_id: int | None = None) ->
     Aggregates only, never who answered what. Same access rule as ``department_status``.
     Items in checklist order: [{"item_code", "item_text", "answers", "correct", "rate"}].
     For a 所属長 an item answered by fewer than ``MIN_GROUP`` people is left out: in a
-    small 所属 its rate would be one person's wrong answer.
+    small 所属 its rate would be one person's wrong answer. And a 所属長 gets no rates
+    (an empty list) until the campaign is closed: live rates move as each person
+    finishes, and the 所属長 sees who just did, so the change would be that person's
+    answers. Frozen figures never move.
     """
     campaign = campaign_row(db, campaign_id)
     if department_id is None:
         require_role(actor, "reviewer")
     else:
         _may_see_department(db, actor, department_id)
+    if not actor.has_role("reviewer") and not campaign["frozen_at"]:
+        return []
     people = [uid for uid, p in people_of(db, campaign).items() if p["eligible"]
               and (department_id is None or p["department_id"] == department_id)]
     rows = db.query(

@@ -165,9 +165,15 @@ def figures(db, actor, campaign_id: int) -> dict:
             before[department_id] = participation._rate(entry["completed"], entry["eligible"])
     hidden = False
 
-    def row(department_id: int, entry: dict, level: str) -> dict:
+    def few(completed: int) -> bool:
+        return 0 < completed < MIN_GROUP
+
+    def row(department_id: int, entry: dict, level: str, withheld: int = 0) -> dict:
+        """``withheld``: completed people of the parts whose scores are hidden. A whole is
+        hidden too when they are a few: the whole minus its shown parts would be their
+        score (区民部 minus its 課 with scores = the one person of the remaining 課)."""
         nonlocal hidden
-        show = reviewer or entry["completed"] >= MIN_GROUP
+        show = reviewer or (entry["completed"] >= MIN_GROUP and not few(withheld))
         hidden = hidden or (not show and entry["completed"] > 0)
         department = departments[department_id]
         return {"department_id": department_id, "code": department["code"],
@@ -176,10 +182,18 @@ def figures(db, actor, campaign_id: int) -> dict:
 
     order = lambda d: (departments[d]["position"], d)  # noqa: E731
     bureaus, all_sections = [], []
+    withheld_total = 0
     for bureau_id in sorted(bureau_counts, key=order):
-        entry = row(bureau_id, bureau_counts[bureau_id], "部")
-        entry["sections"] = [row(d, counts[d], "課")
-                             for d in sorted(bureau_sections.get(bureau_id, []), key=order)]
+        sections = [row(d, counts[d], "課")
+                    for d in sorted(bureau_sections.get(bureau_id, []), key=order)]
+        # the 部's own people (no 課) have no row of their own: the 部 minus its 課
+        own = counts[bureau_id]["completed"] if sections and bureau_id in counts else 0
+        withheld = own + sum(s["completed"] for s in sections if s["mean_score"] is None)
+        entry = row(bureau_id, bureau_counts[bureau_id], "部", withheld=withheld)
+        if entry["mean_score"] is None:
+            # the office minus every shown row leaves the hidden groups of hidden 部
+            withheld_total += withheld if sections else entry["completed"]
+        entry["sections"] = sections
         for section in entry["sections"]:
             section["parent_name"] = entry["name"]
         all_sections += entry["sections"]
@@ -190,7 +204,8 @@ def figures(db, actor, campaign_id: int) -> dict:
     return {"campaign": campaign, "previous": previous, "closed": campaign["status"] == "closed",
             "bureaus": bureaus, "sections": all_sections,
             # the whole's mean is a person's score too when fewer than MIN_GROUP answered
-            "total": _figures(total, show_score=reviewer or total["completed"] >= MIN_GROUP),
+            "total": _figures(total, show_score=reviewer or (
+                total["completed"] >= MIN_GROUP and not few(withheld_total))),
             "scores_hidden": hidden}
 
 

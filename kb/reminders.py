@@ -9,14 +9,16 @@ Three scheduler jobs (``kb.scheduler``), run every minute by `serve` and by `sen
   name, with those without an address marked for paper and a link to the 所属's page.
 - ``campaign_summaries``: once a campaign has closed, its figures to its author.
 
-Every mail has a dedupe key naming its unit — ``remind:<campaign>:<user>:<date>``,
-``digest:<campaign>:<manager>:<date>``, ``summary:<campaign>`` — so however often a job
-runs (twice in a minute, after a restart, in two processes) a person gets at most one
-reminder and one digest a day. Candidates are read before any write lock is taken: a
-minute with nothing new to queue writes nothing.
+A person gets at most one reminder a day and a 所属長 one digest a day, whatever number
+of campaigns is due: with two due the same day, one mail lists both. The dedupe keys
+name the day and the person first — ``remind:<date>:<user>:+<campaign>+<campaign>+``,
+``digest:<date>:<manager>:+…+`` — and today's keys are looked up inside the write lock
+before queueing, so however often the job runs (twice in a minute, after a restart, in
+two processes) nobody gets a second one that day; ``summary:<campaign>`` once. Candidates
+are read before any write lock is taken: a minute with nothing new to queue writes
+nothing. ``now`` is a parameter of every job (tests pass a fixed clock).
 """
 
-import json
 from datetime import date, datetime, timedelta, timezone
 
 from kb import campaigns, mail, participation, scheduler
@@ -68,19 +70,11 @@ def _not_done(db, campaign_id: int) -> list[dict]:
         " ORDER BY e.department_id, u.employee_number, u.login", [campaign_id])
 
 
-def _unqueued(db, keys: list[str]) -> set[str]:
-    """The keys no outbox row has yet."""
-    taken = {row[0] for row in db.execute(
-        "SELECT dedupe_key FROM outbox WHERE dedupe_key IN (SELECT value FROM json_each(?))",
-        [json.dumps(keys)])}
-    return set(keys) - taken
-
-
 def _manager_scopes(db) -> list[tuple[dict, set[int]]]:
     """Every active 所属長 with an address and the departments they answer for (their own
     and those under it)."""
     managers = db.execute_returning_dicts(
-        "SELECT u.user_id, u.display_name AS name, u.department_id FROM users u"
+        "SELECT u.user_id, u.display_name AS name, u.department_id, u.email FROM users u"
         " JOIN user_roles r ON r.user_id = u.user_id AND r.role = 'manager'"
         " WHERE u.active = 1 AND u.email != '' ORDER BY u.user_id")
     children: dict[int, list[int]] = {}
@@ -98,52 +92,92 @@ def _manager_scopes(db) -> list[tuple[dict, set[int]]]:
     return scopes
 
 
+def _already_today(db, prefix: str, day: str) -> set[int]:
+    """The people (or 所属長) who got a mail of ``prefix`` on ``day`` (keys
+    ``<prefix>:<day>:<user>:…``; a range over the unique index, not a scan)."""
+    start = f"{prefix}:{day}:"
+    return {int(key[len(start):].split(":")[0]) for (key,) in db.execute(
+        "SELECT dedupe_key FROM outbox WHERE dedupe_key >= ? AND dedupe_key < ?",
+        [start, start[:-1] + ";"])}
+
+
+def _key(prefix: str, day: str, user_id: int, campaign_ids) -> str:
+    """``remind:<day>:<user>:+3+7+`` — one per person per day, naming the campaigns it
+    covers (``mail_counts`` counts it for each)."""
+    return f"{prefix}:{day}:{user_id}:+{'+'.join(str(c) for c in campaign_ids)}+"
+
+
+def _plan(db, due: list[dict], day: str) -> tuple[dict, dict]:
+    """Who gets what today: ({user_id: (person, [campaign, …])} reminders to people with
+    a deliverable address, {manager_id: (manager, [(campaign, [person, …]), …])} digests)
+    — each person and each 所属長 at most once a day, their campaigns soonest first,
+    leaving out those who already had today's."""
+    reminded, digested = _already_today(db, "remind", day), _already_today(db, "digest", day)
+    scopes = _manager_scopes(db)
+    reminders: dict[int, tuple[dict, list]] = {}
+    digests: dict[int, tuple[dict, list]] = {}
+    for campaign in sorted(due, key=lambda c: (c["closes_at"], c["campaign_id"])):
+        people = _not_done(db, campaign["campaign_id"])
+        for person in people:
+            if person["user_id"] not in reminded and mail.is_deliverable(person["email"]):
+                reminders.setdefault(person["user_id"], (person, []))[1].append(campaign)
+        for manager, scope in scopes:
+            listed = [p for p in people if p["department_id"] in scope]
+            if listed and manager["user_id"] not in digested \
+                    and mail.is_deliverable(manager["email"]):
+                digests.setdefault(manager["user_id"], (manager, []))[1].append((campaign, listed))
+    return reminders, digests
+
+
+def _entry(campaign: dict, day: str) -> dict:
+    """What a mail says about one campaign: title, deadline, days left, link."""
+    return {"campaign_id": campaign["campaign_id"], "title": campaign["title"],
+            "deadline": campaigns.deadline_text(campaign["closes_at"]),
+            "days_left": (date.fromisoformat(campaign["closes_at"][:10]) - date.fromisoformat(day)).days,
+            "path": f"/selfcheck/{campaign['campaign_id']}"}
+
+
 def queue_reminders(db, settings, now: datetime | None = None) -> dict:
-    """Queue the reminders and digests due now (see the module docstring); return
-    {"reminders": n, "digests": n} newly queued. Idempotent."""
+    """Queue the reminders and digests due at ``now`` (default: the clock; see the module
+    docstring); return {"reminders": n, "digests": n} newly queued. Idempotent.
+
+    At most one reminder a person a day and one digest a 所属長 a day: with two campaigns
+    due the same day, one mail lists both (soonest deadline first), each with its link
+    and deadline."""
     local_now = _local(now)
     day = local_now[:10]
     counts = {"reminders": 0, "digests": 0}
-    for campaign in _due_campaigns(db, local_now, reminder_days(settings)):
-        cid = campaign["campaign_id"]
-        people = _not_done(db, cid)
-        reminders = {f"remind:{cid}:{p['user_id']}:{day}": p for p in people if p["email"]}
-        scopes = _manager_scopes(db)
-        digests = {f"digest:{cid}:{m['user_id']}:{day}": (m, scope) for m, scope in scopes
-                   if any(p["department_id"] in scope for p in people)}
-        fresh = _unqueued(db, [*reminders, *digests])
-        if not fresh:
-            continue
-        departments = participation._departments(db)
-        deadline = campaigns.deadline_text(campaign["closes_at"])
-        days_left = (date.fromisoformat(campaign["closes_at"][:10]) - date.fromisoformat(day)).days
-        context = {"campaign_id": cid, "title": campaign["title"], "deadline": deadline,
-                   "days_left": days_left}
-        with transaction(db):
-            # Inside the lock again: a person who finished meanwhile gets no reminder.
-            still = {p["user_id"] for p in _not_done(db, cid)}
-            for key, person in reminders.items():
-                if key in fresh and person["user_id"] in still and mail.queue_mail(
-                        db, kind="campaign_reminder", dedupe_key=key, template="campaign_reminder",
-                        to_user_id=person["user_id"], settings=settings, now=now,
-                        context={**context, "path": f"/selfcheck/{cid}"}):
-                    counts["reminders"] += 1
-            for key, (manager, scope) in digests.items():
-                listed = [p for p in people if p["department_id"] in scope and p["user_id"] in still]
-                if key not in fresh or not listed:
-                    continue
+    due = _due_campaigns(db, local_now, reminder_days(settings))
+    if not due or not any(_plan(db, due, day)):
+        return counts
+    departments = participation._departments(db)
+    with transaction(db):
+        # Planned again inside the lock: someone who finished meanwhile gets no reminder,
+        # and another process's mails of today count.
+        reminders, digests = _plan(db, due, day)
+        for user_id, (person, chosen) in reminders.items():
+            entries = [_entry(c, day) for c in chosen]
+            if mail.queue_mail(db, kind="campaign_reminder",
+                               dedupe_key=_key("remind", day, user_id, [c["campaign_id"] for c in chosen]),
+                               template="campaign_reminder", to_user_id=user_id, settings=settings,
+                               now=now, context={**entries[0], "campaigns": entries}):
+                counts["reminders"] += 1
+        for manager_id, (manager, chosen) in digests.items():
+            entries = []
+            for campaign, listed in chosen:
                 groups = []
                 for department_id in sorted({p["department_id"] for p in listed},
                                             key=lambda d: (departments[d]["position"], d)):
                     groups.append({"name": departments[department_id]["name"],
-                                   "path": f"/selfcheck/manage/{cid}/{department_id}",
+                                   "path": f"/selfcheck/manage/{campaign['campaign_id']}/{department_id}",
                                    "people": [p for p in listed if p["department_id"] == department_id]})
-                if mail.queue_mail(db, kind="campaign_digest", dedupe_key=key,
-                                   template="campaign_digest", to_user_id=manager["user_id"],
-                                   settings=settings, now=now,
-                                   context={**context, "groups": groups, "count": len(listed),
-                                            "without_address": sum(not p["email"] for p in listed)}):
-                    counts["digests"] += 1
+                entries.append({**_entry(campaign, day), "groups": groups, "count": len(listed),
+                                "without_address": sum(not p["email"] for p in listed)})
+            if mail.queue_mail(db, kind="campaign_digest",
+                               dedupe_key=_key("digest", day, manager_id, [c["campaign_id"] for c, _ in chosen]),
+                               template="campaign_digest", to_user_id=manager_id, settings=settings,
+                               now=now, context={**entries[0], "campaigns": entries}):
+                counts["digests"] += 1
     return counts
 
 
@@ -183,9 +217,14 @@ def mail_counts(db, actor, campaign_id: int) -> list[dict]:
     result = []
     for kind, prefix in KEY_PREFIXES.items():
         pattern = f"summary:{campaign_id}" if kind == "campaign_summary" else f"{prefix}:{campaign_id}:%"
+        # Reminders and digests name their campaigns as "+3+7+" at the end of the key (one
+        # mail a person a day); those queued before that as "remind:<campaign>:…".
+        daily = f"{prefix}:%:+%" if kind in ("campaign_reminder", "campaign_digest") else ""
         counts = dict.fromkeys(mail.STATUSES, 0)
-        counts.update(db.execute("SELECT status, count(*) FROM outbox WHERE dedupe_key LIKE ?"
-                                 " GROUP BY status", [pattern]).fetchall())
+        counts.update(db.execute(
+            "SELECT status, count(*) FROM outbox WHERE kind = ? AND (dedupe_key LIKE ?"
+            " OR (dedupe_key LIKE ? AND instr(dedupe_key, ?) > 0)) GROUP BY status",
+            [kind, pattern, daily, f"+{campaign_id}+"]).fetchall())
         total = sum(counts.values())
         if total:
             result.append({"kind": kind, "label": mail.KIND_LABELS.get(kind, kind), **counts,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kb import audit
+from kb import audit, enrolment
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Invalid, KBError
 from kb.roles import require_role
@@ -595,6 +595,11 @@ def _apply(db, actor, plan: Plan, today: date) -> None:
     db.conn.executemany(
         "INSERT INTO staff_assignments (user_id, department_id, starts_on) VALUES (?, ?, ?)",
         assignments)
+    # Open 自己点検 follow at once: newcomers and returners see the banner and are invited.
+    enrolment.refresh_people(
+        db, [ids[row.employee_number.lower()] for row, _ in adds]
+        + [user["user_id"] for kind, _, user, _ in plan._writes if kind in ("update", "missing")],
+        today=today)
 
 
 def _close_assignment(db, user_id: int, day: str, yesterday: str) -> None:

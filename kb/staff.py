@@ -124,6 +124,10 @@ def change_status(db, actor, user_id: int, *, status: str, starts_on, ends_on=No
         else:
             db.execute("UPDATE users SET updated_at = ?, version = version + 1 WHERE user_id = ?",
                        [utcnow(), user_id])
+        # Open 自己点検 follow at once: a leave drops the banner, a return brings it back.
+        from kb import enrolment  # here, not at the top: enrolment → participation → staff
+
+        enrolment.refresh_people(db, [user_id], today=today)
         audit.record(db, actor, "staff_status_change", target=user["login"], detail={
             "status": code, "starts_on": days["starts_on"], "ends_on": days["ends_on"],
             "reason": reason, "deactivated": bool(deactivate)})

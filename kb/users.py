@@ -282,9 +282,17 @@ def create_user(db, actor: User, *, login: str, display_name: str, department_id
             "active": 1, "created_at": now, "updated_at": now,
         }).last_pk
         db["user_roles"].insert_all({"user_id": user_id, "role": role} for role in roles)
+        _refresh_campaigns(db, user_id)
         audit.record(db, actor, "user_create", target=login,
                      detail={"roles": roles, "department_id": department_id})
     return get_user(db, user_id)
+
+
+def _refresh_campaigns(db, user_id: int) -> None:
+    """Open 自己点検 follow a new, moved or (de)activated account at once (kb.enrolment)."""
+    from kb import enrolment  # here, not at the top: enrolment's imports reach back to users
+
+    enrolment.refresh_people(db, [user_id])
 
 
 def account_version(db, user_id: int) -> int:
@@ -329,6 +337,7 @@ def update_user(db, actor: User, user_id: int, *, display_name: str, department_
         db["user_roles"].insert_all({"user_id": user_id, "role": role} for role in roles)
         if password or not active:  # a reset or a deactivation signs the person out everywhere
             end_sessions(db, user_id)
+        _refresh_campaigns(db, user_id)
         audit.record(db, actor, "user_update", target=before.login, detail={
             "roles": roles, "department_id": department_id, "active": bool(active),
             "password_changed": bool(password),

@@ -5,7 +5,9 @@ for a whole office.
 Builds a throwaway data folder with `init`, imports a generated roster of N people (the
 generator of scripts/bench_staff.py: everyone with an address, 課長 and 部長 are 所属長),
 opens a whole-office campaign closing three days from now (a reminder day) and times, with
-a fifth of the people done: the reminder job's first run (a reminder per person not done
+a fifth of the people done: the job that keeps open campaigns in step with the roster
+(nothing changed; then 100 people the stored eligibility misses, as late joiners nobody
+told it about), the reminder job's first run (a reminder per person not done
 and a digest per 所属長, queued in one transaction per campaign), a second run the same day
 (nothing new: reads only), the 所属長's page of the largest 課, its answer sheets (attempts
 made for everyone not done) and keying one sheet in. Prints numbers; asserts nothing.
@@ -14,6 +16,7 @@ made for everyone not done) and keying one sheet in. Prints numbers; asserts not
 """
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -26,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_staff import roster_office  # noqa: E402
-from kb import campaigns, paper, participation, reminders, selfcheck, users  # noqa: E402
+from kb import campaigns, enrolment, paper, participation, reminders, selfcheck, users  # noqa: E402
 from kb import create_app  # noqa: E402
-from kb.db import get_db  # noqa: E402
+from kb.db import get_db, transaction  # noqa: E402
 
 
 def timed(call):
@@ -71,6 +74,17 @@ def main() -> None:
                                               rng.random() < 0.8)
             managers = db.execute("SELECT count(*) FROM user_roles WHERE role = 'manager'").fetchone()[0]
             now = datetime.now().astimezone()
+            result, steady = timed(lambda: enrolment.refresh_open_campaigns(db, app.config, now))
+            print(f"eligibility job, nothing changed: {steady * 1000:.0f} ms — {result}"
+                  f" ({len(eligible):,} eligible)")
+            late = rng.sample(eligible, 100)
+            with transaction(db):  # as if they had joined after opening unnoticed
+                db.execute("DELETE FROM campaign_eligibility WHERE campaign_id = ? AND user_id IN"
+                           " (SELECT value FROM json_each(?))", [campaign_id, json.dumps(late)])
+                db.execute("DELETE FROM outbox WHERE dedupe_key IN (SELECT 'invite:' || ? || ':'"
+                           " || value FROM json_each(?))", [campaign_id, json.dumps(late)])
+            result, catching_up = timed(lambda: enrolment.refresh_open_campaigns(db, app.config, now))
+            print(f"eligibility job, 100 late joiners: {catching_up * 1000:.0f} ms — {result}")
             counts, first = timed(lambda: reminders.queue_reminders(db, app.config, now))
             print(f"reminder job, first run: {first:.2f} s — {counts['reminders']:,} reminders and"
                   f" {counts['digests']:,} digests queued ({len(eligible):,} eligible,"

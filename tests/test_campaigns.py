@@ -579,6 +579,7 @@ def test_managers_get_item_rates_of_their_department_not_answers(db, reviewer, m
     open_(db, reviewer, campaign_id)
     for person in people:
         finish(db, person, campaign_id, right=False)
+    campaigns.close_campaign(db, reviewer, campaign_id)  # live rates are not for managers
     rates = participation.item_rates(db, manager, campaign_id, department_id(db, "kumin-koseki"))
     assert rates and all(r["correct"] == 0 and r["answers"] == 3 for r in rates)
     assert set(rates[0]) == {"item_code", "item_text", "answers", "correct", "rate"}

@@ -4,7 +4,7 @@ on loopback."""
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 
@@ -12,11 +12,15 @@ from kb import campaigns, participation, reminders, scheduler, selfcheck, users
 from kb.db import database_path, get_db, open_db, transaction
 from tests.conftest import csrf_token, login, make_app
 from tests.smtp_server import SmtpServer
-from tests.test_campaigns import TODAY, department_id, finish, load_roster, make_campaign, open_
+from tests.test_campaigns import TODAY, department_id, finish, load_roster, make_campaign, version
 
 BASE_URL = "https://kb.ward.example.jp/kb"
 # Closing three days ahead: today is a reminder day (CAMPAIGN_REMINDER_DAYS "3,1").
 CLOSES = f"{TODAY + timedelta(days=3)}T17:00"
+# The clock of every mail test: campaigns open, the scheduler runs, at this moment (or a
+# given number of days and minutes later), never at the wall clock's, which may have
+# passed midnight since TODAY was read.
+NOW = datetime.combine(TODAY, time(10, 0)).astimezone()
 KOSEKI = "kumin-koseki"
 CLOSED_SHEETS = "締め切った自己点検の回答用紙は印刷できません"
 
@@ -70,9 +74,15 @@ def setup_department(app, own_db, reviewer, make_user, **campaign_options):
         campaign_id = make_campaign(db, reviewer, departments=(KOSEKI, "soumu-jinji"),
                                     closes=campaign_options.pop("closes", CLOSES), **campaign_options)
         participation.exclude_person(db, boss, campaign_id, ids["1004"], "長期の研修派遣のため")
-        open_(db, reviewer, campaign_id)
+        open_at_now(db, reviewer, campaign_id)
         finish(db, users_get(db, ids["1001"]), campaign_id, right=False)
     return campaign_id, ids, boss
+
+
+def open_at_now(db, reviewer, campaign_id):
+    """Open at NOW: the invitations are dated then, so the scheduler at NOW sends them."""
+    return campaigns.open_campaign(db, reviewer, campaign_id, version=version(db, campaign_id),
+                                   now=NOW.strftime(campaigns.TIME_FORMAT))
 
 
 def users_get(db, user_id):
@@ -149,11 +159,13 @@ def test_the_manager_never_sees_individuals_answers_or_scores(app, client, own_d
     assert "<table" not in rates and "3人以上が答えた項目だけ" in rates
     assert not any(statement in html for statement in statements)
     assert "得点" not in html and "点数" not in html.replace("点数は表示されません", "")
-    # with three people done the rates of the 所属 appear, still without names
+    # with three people done the rates of the 所属 appear once it is closed (live rates
+    # would move with each person who finishes), still without names
     with app.app_context():
         db = get_db()
         for number in ("1002", "1003"):
             finish(db, users_get(db, ids[number]), campaign_id, right=True)
+    campaigns.close_campaign(own_db, reviewer, campaign_id)
     rates = section(client.get(page_of(app, campaign_id)).get_data(as_text=True), "rates-heading")
     assert "<table" in rates and "67%" in rates and "職員 100" not in rates
 
@@ -331,9 +343,8 @@ def test_keying_in_is_allowed_until_the_campaign_is_closed(app, client, own_db, 
 
 def run(app, days_later=0, minutes=0):
     """Run the due work as the scheduler of `serve` would, ``days_later`` (and ``minutes``)
-    from now: the invitations queued at opening are due then too."""
-    moment = datetime.now().astimezone() + timedelta(days=days_later, minutes=minutes)
-    return scheduler.run_due_work(app, moment)
+    after NOW: the invitations queued at opening are due then too."""
+    return scheduler.run_due_work(app, NOW + timedelta(days=days_later, minutes=minutes))
 
 
 def received(smtp, subject_part):
@@ -389,6 +400,56 @@ def test_the_digest_lists_each_managers_non_respondents_by_name_with_a_link(app,
     with app.app_context():
         koseki = department_id(get_db(), KOSEKI)
     assert f"　{BASE_URL}/selfcheck/manage/{campaign_id}/{koseki}" in body.splitlines()
+
+
+def test_two_campaigns_due_the_same_day_make_one_reminder_and_one_digest_listing_both(
+        app, own_db, smtp, reviewer, make_user):
+    first_id, ids, _ = setup_department(app, own_db, reviewer, make_user)
+    closing = TODAY + timedelta(days=1)  # the second closes sooner: also a reminder day
+    with app.app_context():
+        db = get_db()
+        second_id = campaigns.create_campaign(
+            db, reviewer, title="FAX・メール 自己点検", opens_at=f"{TODAY}T09:00",
+            closes_at=f"{closing}T12:00", whole_office=False,
+            department_ids=[department_id(db, KOSEKI)], questions_per_person="",
+            pass_mark="1", retakes="none")
+        campaigns.generate_questions(db, reviewer, second_id, section_codes=["4"],
+                                     version=version(db, second_id))
+        open_at_now(db, reviewer, second_id)
+    use_smtp(app, smtp)
+    run(app)
+    run(app, minutes=1)
+    run(app, minutes=600)  # later the same day: still nothing more
+    reminders_to_b = [m for to, m in received(smtp, "締切まであと") if to == "b@example.jp"]
+    assert len(reminders_to_b) == 1
+    message = reminders_to_b[0]
+    assert message["Subject"] == (f"【自己点検の締切まであと1日】FAX・メール 自己点検 ほか1件"
+                                  f"（期限 {closing.month}月{closing.day}日 12:00）")
+    body = message.get_body(("plain",)).get_content()
+    lines = body.splitlines()
+    # both campaigns, soonest deadline first, each with its deadline and link
+    assert f"{BASE_URL}/selfcheck/{second_id}" in lines and f"{BASE_URL}/selfcheck/{first_id}" in lines
+    assert lines.index(f"{BASE_URL}/selfcheck/{second_id}") < lines.index(f"{BASE_URL}/selfcheck/{first_id}")
+    later = TODAY + timedelta(days=3)
+    assert f"　期限：{closing.month}月{closing.day}日 12:00（あと1日）" in lines
+    assert f"　期限：{later.month}月{later.day}日 17:00（あと3日）" in lines
+    # 1001 finished the first campaign only: one reminder, for the second alone
+    [for_1001] = [m for to, m in received(smtp, "締切まであと") if to == "a@example.jp"]
+    assert f"/selfcheck/{first_id}" not in for_1001.get_body(("plain",)).get_content()
+    digests = received(smtp, "未回答者")
+    assert [to for to, _ in digests] == ["boss@example.jp"]
+    digest = digests[0][1].get_body(("plain",)).get_content()
+    koseki = department_id(own_db, KOSEKI)
+    for campaign_id in (first_id, second_id):
+        assert f"　{BASE_URL}/selfcheck/manage/{campaign_id}/{koseki}" in digest.splitlines()
+    # the campaign pages count the one mail for each campaign it covers
+    for campaign_id in (first_id, second_id):
+        kinds = {row["kind"]: row for row in reminders.mail_counts(own_db, reviewer, campaign_id)}
+        assert kinds["campaign_digest"]["total"] == 1
+    assert {row["kind"]: row["total"] for row in reminders.mail_counts(
+        own_db, reviewer, first_id)}["campaign_reminder"] == 3  # 1002, boss, 1006
+    assert {row["kind"]: row["total"] for row in reminders.mail_counts(
+        own_db, reviewer, second_id)}["campaign_reminder"] == 4  # 1001, 1002, 1004, boss
 
 
 def test_the_summary_goes_to_the_author_once_after_closing(app, own_db, smtp, reviewer, make_user):

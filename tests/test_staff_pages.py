@@ -406,7 +406,7 @@ def test_init_demo_loads_the_demo_roster_through_the_importer_and_again_changes_
                                       ).fetchone()[0]
         assert heads == leaf_departments
         emails = [row[0] for row in db.execute("SELECT email FROM users WHERE source = 'roster'")]
-        assert all(email.endswith("@ward.example.jp") for email in emails)
+        assert all(email.endswith(f"@{demo_roster.EMAIL_DOMAIN}") for email in emails)
         kana = db.execute("SELECT name_kana FROM users WHERE source = 'roster' LIMIT 1").fetchone()[0]
         assert re.fullmatch(r"[ァ-ヶー]+ [ァ-ヶー]+", kana)
 
