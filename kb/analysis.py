@@ -165,8 +165,13 @@ def _drop_long_vowels(chars):
 def runs(text: str) -> list[tuple[str, list[tuple[str, int, int]]]]:
     """The folded text cut into runs: ("word", chars) for ASCII words, ("cjk", chars) for
     kana/kanji. Everything else (spaces, punctuation, symbols) separates runs."""
+    return runs_of(normalize(text))
+
+
+def runs_of(chars: list[tuple[str, int, int]]) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """``runs`` of characters already normalised (a stretch of ``normalize``'s output)."""
     result, current, kind = [], [], None
-    for triple in normalize(text):
+    for triple in chars:
         char = triple[0]
         this = "word" if _is_word(char) else "cjk" if _is_cjk(char) else None
         if this != kind and current:

@@ -6,7 +6,9 @@ cannot be edited through the app or by a slip in later code.
 
 import json
 
+from kb import dates
 from kb.db import utcnow
+from kb.exceptions import Invalid
 from kb.roles import require_role
 
 
@@ -35,10 +37,21 @@ def list_entries(db, actor, *, action: str = "", login: str = "", case_id=None,
                  start: str = "", end: str = "", limit: int | None = 200) -> list[dict]:
     """The newest entries first, filtered by action, actor login, case and day. Admins only.
 
-    Entries by the reporter of a case that is anonymous now are shown without a name,
-    whatever they recorded when the report was not yet anonymous.
+    ``start`` and ``end`` are days as typed (2026/12/01, 令和8年12月1日 …: ``kb.dates``);
+    one that is not a day raises Invalid with the message by field. Entries by the reporter
+    of a case that is anonymous now are shown without a name, whatever they recorded when
+    the report was not yet anonymous.
     """
     require_role(actor, "admin")
+    errors, days = {}, {}
+    for name, value in (("start", start), ("end", end)):
+        try:
+            days[name] = dates.parse_day(value)
+        except dates.DateError as error:
+            errors[name] = [str(error)]
+    if errors:
+        raise Invalid(errors)
+    start, end = days["start"], days["end"]
     clauses, params = [], []
     if action:
         clauses.append("a.action = ?")

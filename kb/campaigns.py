@@ -12,7 +12,7 @@ freezes who was eligible (``kb.participation``). Taking a campaign is ``kb.selfc
 import json
 from datetime import date, datetime, timezone
 
-from kb import audit, checklist, mail, participation, quiz, scheduler, search
+from kb import audit, checklist, dates, mail, participation, quiz, scheduler, search
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Invalid, NotFound
 from kb.roles import require_role
@@ -31,18 +31,18 @@ FROZEN = "実施中・締切済みの自己点検の問題は変更できませ�
 
 def local_now() -> str:
     """The office's local time as campaigns store it ("YYYY-MM-DDTHH:MM")."""
-    return datetime.now().strftime(TIME_FORMAT)
+    return dates.office_now().strftime(TIME_FORMAT)
 
 
 def local_moment(now: datetime | None) -> str:
     """``now`` (default: the clock) as campaigns store times: the office's local
     "YYYY-MM-DDTHH:MM"."""
-    return (now.astimezone() if now is not None else datetime.now().astimezone()).strftime(TIME_FORMAT)
+    return dates.in_office_time(now if now is not None else dates.office_now()).strftime(TIME_FORMAT)
 
 
 def _as_moment(local: str | None) -> datetime | None:
     """A stored local time back as an aware datetime (None stays None: the clock)."""
-    return datetime.strptime(local, TIME_FORMAT).astimezone() if local else None
+    return datetime.strptime(local, TIME_FORMAT).replace(tzinfo=dates.OFFICE_TZ) if local else None
 
 
 def deadline_text(closes_at: str) -> str:
@@ -103,10 +103,15 @@ def _check_settings(db, *, title, opens_at, closes_at, whole_office, department_
     times = {}
     for key, value, label in (("opens_at", opens_at, "開始"), ("closes_at", closes_at, "締切")):
         try:
-            times[key] = datetime.strptime((value or "").strip()[:16], TIME_FORMAT).strftime(TIME_FORMAT)
-        except ValueError:
-            errors[key] = [f"{label}の日時を「2026-12-01 09:00」の形で入力してください。"
-                           if not (value or "").strip() else f"存在する{label}の日時を入力してください。"]
+            # 2026/12/01 09:00, 2026-12-01T09:00, 令和8年12月1日 9時 … (kb.dates)
+            moment = dates.parse_moment(value)
+        except dates.DateError as error:
+            errors[key] = [str(error)]
+            continue
+        if moment is None:
+            errors[key] = [f"{label}の日時を入力してください（例：2026/12/01 09:00）。"]
+        else:
+            times[key] = moment
     if len(times) == 2 and times["closes_at"] <= times["opens_at"]:
         errors["closes_at"] = ["締切は開始より後にしてください。"]
     whole = bool(whole_office)

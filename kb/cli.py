@@ -14,10 +14,12 @@ from flask.cli import with_appcontext
 
 from kb import (backup, checklist, demo_campaigns, demo_roster, imports, indexer, participation,
                 pii, reports, roster, search, staff, users, workflow)
-from kb import mail, scheduler
+from kb import demo_reports
+from kb import mail, scheduler, vocabulary
+from kb import sharing
 from kb.db import transaction
 from kb.db import database_path, get_db, open_db
-from kb.exceptions import Invalid, NotFound
+from kb.exceptions import Invalid, NotFound, PersonalDataInExport
 from kb.migrations import migrate
 
 # One demo account per role: login, name, department code, roles.
@@ -48,13 +50,15 @@ def _seed(name: str) -> Path:
 @with_appcontext
 @click.option("--demo", is_flag=True, help="Also create one demo account per role and print "
                                           "their generated passwords (once), load the demo "
-                                          "roster of about 300 people and two demo 自己点検.")
+                                          "roster of about 300 people, two demo 自己点検 "
+                                          "and about 40 demo reports in every workflow state.")
 def init_command(demo: bool) -> None:
     """Create or upgrade the database and load the seed data.
 
     Idempotent: migrations not yet applied are applied; seed departments, the seed
-    checklist and seed external cases are added only where missing. Nothing that
-    exists is changed.
+    checklist and seed external cases are added only where missing, the seed search
+    vocabulary only while the vocabulary has never been changed. Nothing that exists
+    is changed.
     """
     db = get_db()
     applied = migrate(db)
@@ -68,12 +72,22 @@ def init_command(demo: bool) -> None:
                f"{len(checklist.current_items(db))} items")
     result = imports.import_external_cases(db, _seed("external_cases.jsonl"), only_new=True)
     click.echo(f"external cases added: {result['new']}, already present: {result['existing']}")
+    # The seed vocabulary only on first run: once reviewers changed it, it is theirs.
+    added = vocabulary.load_seed(db, users.SYSTEM, _seed("vocabulary.csv"))
+    click.echo(f"search vocabulary: {added} groups added" if added
+               else "search vocabulary: kept as it is")
     if search.ensure_index(current_app, db):
         click.echo("search index: rebuilt from the database")
+    if demo and (in_use := demo_reports.in_use(db)):
+        # A real installation (scripts/run pointed at it, or --demo typed by habit): the
+        # demo would mail the whole office and file reports under real people's names.
+        _fail(Invalid({"--demo": in_use}), "この環境は使用中のため、デモのデータは作りませんでした"
+              "（上の初期化は済んでいます）。デモは新しいデータフォルダで試してください。")
     if demo:
         _create_demo_accounts(db)
         _load_demo_roster(db)
         _load_demo_campaigns(db)
+        _load_demo_reports(db)
 
 
 def _create_demo_accounts(db) -> None:
@@ -122,6 +136,27 @@ def _load_demo_campaigns(db) -> None:
         return
     click.echo(f"demo campaigns: one closed, one open ({made['answered']} answered online, "
                f"{made['on_paper']} on paper)")
+
+
+def _load_demo_reports(db) -> None:
+    # About 40 reports in every workflow state, filed by the demo roster; once only.
+    reviewer = db.execute("SELECT user_id FROM users WHERE login = 'demo-reviewer'").fetchone()
+    if reviewer is None:
+        return
+    try:
+        made = demo_reports.load_demo_reports(db, reviewer[0], _seed("demo_reports.yaml"))
+    except Invalid as error:  # e.g. departments renamed on this installation: the rest stands
+        click.echo("demo reports: not created (nothing written): "
+                   + " / ".join(f"{where}: {m}" for where, ms in error.errors.items() for m in ms[:1]),
+                   err=True)
+        return
+    if made is None:
+        click.echo("demo reports: already created")
+        return
+    states = made["states"]
+    click.echo(f"demo reports: {made['reports']} ({made['incidents']} incidents; "
+               f"{states['draft'] + states['returned']} drafts, {states['submitted']} submitted, "
+               f"{states['approved']} approved, {states['published']} published)")
 
 
 @click.command("create-user")
@@ -187,6 +222,37 @@ def import_cases_command(file: str, dry_run: bool) -> None:
                    f"{'外れます' if dry_run else '外れました'}。")
     if not result.changed:
         click.echo("変更はありません（同じ内容が取り込み済みです）。")
+
+
+@click.command("export-cases")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(sharing.FORMATS), default=None,
+              help="jsonl or csv (default: from the file name, else jsonl).")
+@click.option("--since", default="", help="Only cases published on or after this day "
+                                          "(YYYY-MM-DD; the 公表日, else the day published here).")
+@click.option("--encoding", type=click.Choice(sharing.ENCODINGS), default="utf-8",
+              help="CSV: utf-8 (with BOM, the default) or cp932.")
+def export_cases_command(file: str, fmt: str | None, since: str, encoding: str) -> None:
+    """Export the office's published cases (個別公表・一括公表) for other municipalities, in
+    the format import-cases reads. Any personal-data finding, or a missing
+    KB_MUNICIPALITY_CODE / KB_MUNICIPALITY_NAME, stops it: no file is written (exit 1)."""
+    fmt = fmt or ("csv" if Path(file).suffix.lower() in (".csv", ".txt", ".tsv") else "jsonl")
+    db_file = database_path(current_app.config["DATA_DIR"])
+    try:
+        export = sharing.write_export(get_db(), None, current_app.config, file, fmt=fmt,
+                                      encoding=encoding, since=since, protected=[db_file])
+    except Invalid as error:
+        _fail(error, "書き出しを中止しました。ファイルは作っていません。")
+    except PersonalDataInExport as found:
+        click.echo(f"個人情報のおそれがある記載が{len(found.findings)}件あるため、書き出しを中止しました。"
+                   "ファイルは作っていません。", err=True)
+        for f in found.findings:
+            click.echo(f"  事例 {f['case_id']}（{f['id']}）{f['field_label']}：{f['kind_label']}"
+                       f"「{f['text']}」 … {f['excerpt']}", err=True)
+        sys.exit(1)
+    click.echo(f"{export.count}件の事例を {file} に書き出しました（{export.format}"
+               f"{'、' + export.encoding if export.format == 'csv' else ''}）。")
 
 
 @click.command("import-checklist")
@@ -552,7 +618,7 @@ def campaign_report_command(campaign_id: int, as_json: bool) -> None:
 COMMANDS = (init_command, create_user_command, serve_command, pii_scan_command,
             reindex_command, search_command, import_cases_command, import_checklist_command,
             backup_command, restore_command, import_staff_command, staff_command,
-            send_mail_command, campaign_report_command)
+            send_mail_command, campaign_report_command, export_cases_command)
 
 
 def init_app(app) -> None:

@@ -97,6 +97,14 @@ MAIL_MAX_ATTEMPTS = 24
 # Days before a 自己点検 closes on which reminders (to those not done) and the 所属長's
 # digest of non-respondents go out, separated by commas (kb/reminders.py).
 CAMPAIGN_REMINDER_DAYS = "3,1"
+# Sharing cases with other municipalities (kb/sharing.py, `export-cases`): the office's
+# 全国地方公共団体コード, 6 digits with the check digit or the first 5 (131016 or 13101);
+# required for an export, as the exported ids are made from it.
+MUNICIPALITY_CODE = ""
+# The office's name and prefecture as the exported cases give them (自治体名 is required
+# for an export; 都道府県 may stay empty).
+MUNICIPALITY_NAME = ""
+PREFECTURE = ""
 
 PLACEHOLDER_SECRET = "change-me"
 SECRET_KEY_FILE = "secret_key"

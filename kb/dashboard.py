@@ -10,6 +10,7 @@ published ones.
 
 from datetime import date
 
+from kb import dates
 from kb.cases import INCIDENT_TYPE_LABELS, RULE_STATUS_LABELS, TASK_LABELS, readable_clause
 from kb.exceptions import Invalid
 from kb.roles import require_role
@@ -26,11 +27,11 @@ def parse_filters(actor, *, start: str = "", end: str = "", department_id=None,
     origin = origin or "both"
     days = {}
     for name, value in (("start", start), ("end", end)):
-        if value:
-            try:
-                days[name] = date.fromisoformat(value).isoformat()
-            except ValueError:
-                errors[name] = ["存在しない日付です。YYYY-MM-DD で入力してください。"]
+        try:
+            if day := dates.parse_day(value):
+                days[name] = day
+        except dates.DateError as error:
+            errors[name] = [str(error)]
     if days.get("start") and days.get("end") and days["end"] < days["start"]:
         errors["end"] = ["終わりの日が始まりの日より前になっています。"]
     if origin not in ORIGINS:
@@ -70,7 +71,7 @@ def collect(db, actor, filters: dict, today: date | None = None) -> dict[str, li
     ``actor`` may read; Forbidden for those without a dashboard."""
     require_role(actor, "manager", "reviewer", "admin")
     where, params = _scope(actor, filters)
-    today = (today or date.today()).isoformat()
+    today = (today or dates.office_today()).isoformat()
 
     def rows(sql, extra=()):
         return db.execute_returning_dicts(sql, list(params) + list(extra))

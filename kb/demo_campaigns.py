@@ -13,7 +13,7 @@ seed. A campaign with a demo title already present means it was done: a second
 import random
 from datetime import date, timedelta
 
-from kb import campaigns, paper, participation, selfcheck, users
+from kb import campaigns, dates, paper, participation, selfcheck, users
 from kb.db import transaction
 
 CLOSED_TITLE = "【デモ】上期 個人情報 自己点検"
@@ -37,7 +37,7 @@ def load_demo_campaigns(db, author_id: int, today: date | None = None) -> dict |
     if db.execute("SELECT 1 FROM campaigns WHERE title IN (?, ?)",
                   [CLOSED_TITLE, OPEN_TITLE]).fetchone():
         return None
-    today = today or date.today()
+    today = today or dates.office_today()
     author = users.get_user(db, author_id)
     rng = random.Random(SEED)
     counts = {"answered": 0, "on_paper": 0}

@@ -10,7 +10,7 @@ builds the very same file and the importer reports that nothing changed.
 import random
 from datetime import date, timedelta
 
-from kb import roster, users
+from kb import dates, roster, users
 
 FIRST_NUMBER = 700001
 # Invented people get invented addresses in the reserved .invalid domain: kb.mail never
@@ -111,7 +111,7 @@ def load_demo_roster(db, *, managers: frozenset, today: date | None = None) -> r
     assignment), else ``today``: loading it again builds the same file, so nothing changes.
     Raises what ``roster.import_staff`` raises.
     """
-    today = today or date.today()
+    today = today or dates.office_today()
     first = db.execute(
         "SELECT min(a.starts_on) FROM staff_assignments a JOIN users u ON u.user_id = a.user_id"
         " WHERE u.employee_number = ?", [str(FIRST_NUMBER)]).fetchone()[0]

@@ -35,3 +35,12 @@ class PersonalDataFound(KBError):
     def __init__(self, findings: dict):
         super().__init__(", ".join(findings))
         self.findings = findings
+
+
+class PersonalDataInExport(PersonalDataFound):
+    """Cases to be exported hold what looks like personal data (kb/sharing.py).
+    ``findings`` is a list of dicts: case, field, the text found and an excerpt."""
+
+    def __init__(self, findings: list[dict]):
+        KBError.__init__(self, f"{len(findings)} personal-data findings in the export")
+        self.findings = findings

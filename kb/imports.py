@@ -24,6 +24,7 @@ from kb import analysis, audit
 from kb.cases import INCIDENT_TYPE_LABELS, INCIDENT_TYPES, TASK_LABELS, TASKS, infer_task
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Invalid, NotFound
+from kb.rendering import _looks_like_formula
 from kb.reports import clean_text
 from kb.roles import require_role
 
@@ -48,13 +49,14 @@ CSV_HEADERS = {
     "再発防止策": "countermeasures", "countermeasures": "countermeasures",
     "出典": "source_url", "source_url": "source_url", "出典url": "source_url",
     "出典名": "source_title", "source_title": "source_title",
+    "教訓": "lesson", "lesson": "lesson",
 }
 FIELD_NAMES = {
     "id": "ID", "title": "件名", "municipality": "自治体名", "prefecture": "都道府県",
     "occurred_on": "発生日", "published_on": "公表日", "incident_type": "種別", "task": "作業",
     "channel": "経路", "department": "担当課", "summary": "概要", "affected_count": "人数",
     "data_items": "漏えい項目", "causes": "原因", "countermeasures": "再発防止策",
-    "source_url": "出典", "source_title": "出典名",
+    "source_url": "出典", "source_title": "出典名", "lesson": "教訓",
 }
 # Japanese names of the incident types accepted in 種別, besides the codes and the labels.
 INCIDENT_TYPE_NAMES = {
@@ -71,13 +73,15 @@ INCIDENT_TYPE_NAMES = {
     "口頭": "oral_disclosure", "その他": "other",
 }
 TEXT_LIMITS = {"id": 40, "title": 200, "municipality": 40, "prefecture": 10, "channel": 60,
-               "department": 100, "summary": 4000, "source_url": 1000, "source_title": 300}
+               "department": 100, "summary": 4000, "source_url": 1000, "source_title": 300,
+               "lesson": 500}
 LIST_LIMIT = 50
 MAX_AFFECTED = 10**9
 # Stored columns compared to tell an updated record from an unchanged one.
 COMPARED_COLUMNS = ("title", "occurred_on", "published_on", "municipality", "prefecture",
                     "department_name", "task", "incident_type", "channel", "summary",
-                    "affected_count", "data_items", "causes", "source_url", "source_title")
+                    "affected_count", "data_items", "causes", "source_url", "source_title",
+                    "lesson")
 DUPLICATE_DAYS = 30
 DUPLICATE_SIMILARITY = 0.4
 
@@ -165,38 +169,75 @@ def _read_jsonl(text: str) -> list[tuple[int, dict]]:
     return records
 
 
+def fold_header(name: str) -> str:
+    """A column name as looked up: NFKC, lower case, without spaces."""
+    return unicodedata.normalize("NFKC", name or "").strip().lower().replace(" ", "")
+
+
 def _header_key(name: str) -> str | None:
-    folded = unicodedata.normalize("NFKC", name or "").strip().lower().replace(" ", "")
-    return CSV_HEADERS.get(folded)
+    return CSV_HEADERS.get(fold_header(name))
 
 
-def _read_csv(text: str) -> list[tuple[int, dict]]:
+def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the (line number, cells) of each non-blank row of a CSV text, in
+    the dialect Excel saved it in (comma, tab or semicolon, as sniffed)."""
     sample = text[:4096]
     try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",\t;")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+        delimiter = ","
+    # Only the delimiter is taken from the sniffer: Excel quotes with " alone, and the
+    # sniffer takes a ' at the start of cells (kb.rendering's guard on formula-looking
+    # cells, in a file the app itself wrote) for the quote character and joins the cells.
+    reader = csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         raise Invalid({"ファイル": ["ファイルが空です。"]}) from None
     except csv.Error as exc:
         raise Invalid({"1行目": [f"CSVとして読めません（{exc}）。"]}) from None
-    keys = [_header_key(name) for name in header]
-    if "title" not in keys:
-        raise Invalid({"1行目": ["見出し行に「件名」（title）の列がありません。1行目は列の名前にしてください。"]})
-    records = []
+    rows = []
     line_no = reader.line_num + 1
     try:
         for row in reader:
             if any(cell.strip() for cell in row):
-                record = {key: cell for key, cell in zip(keys, row) if key}
-                records.append((line_no, record))
+                rows.append((line_no, row))
             line_no = reader.line_num + 1
     except csv.Error as exc:
         raise Invalid({f"{line_no}行目": [f"CSVとして読めません（{exc}）。"]}) from None
-    return records
+    return header, rows
+
+
+def read_csv_table(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV file as staff save it from Excel (UTF-8 with or without BOM, or CP932; the
+    size limit; the sniffed dialect): its header and (line number, cells) of each row.
+    Other modules' CSV uploads (kb/vocabulary.py) read through here."""
+    if len(data) > MAX_BYTES:
+        raise Invalid({"ファイル": [f"ファイルが大きすぎます（{len(data) / 2**20:.0f} MB）。"
+                                 f"{MAX_BYTES // 2**20} MB 以下に分けてください。"]})
+    text = decode(data)
+    if not text.strip():
+        raise Invalid({"ファイル": ["ファイルが空です。"]})
+    return _csv_rows(text)
+
+
+def _read_csv(text: str) -> list[tuple[int, dict]]:
+    header, rows = _csv_rows(text)
+    keys = [_header_key(name) for name in header]
+    if "title" not in keys:
+        raise Invalid({"1行目": ["見出し行に「件名」（title）の列がありません。1行目は列の名前にしてください。"]})
+    return [(line_no, {key: _cell(cell) for key, cell in zip(keys, row) if key})
+            for line_no, row in rows]
+
+
+def _cell(value: str) -> str:
+    # A CSV written by kb.rendering (export-cases, kb/sharing.py) put a ' before cells a
+    # spreadsheet would run as a formula: take it off again, so that 「'- 封入前に…」 is
+    # stored as the 「- 封入前に…」 that was exported. Stored text is never a formula here.
+    # Text that itself began with 「'=」 was given one more quote: only one comes off.
+    if value.startswith("'") and _looks_like_formula(value.lstrip("'")):
+        return value[1:]
+    return value
 
 
 # --- checking ---------------------------------------------------------------------------
@@ -359,6 +400,7 @@ def external_case_row(clean: dict) -> dict:
         "causes": json.dumps(clean["causes"], ensure_ascii=False),
         "source_url": clean["source_url"] or None,
         "source_title": clean["source_title"] or None,
+        "lesson": clean["lesson"],
     }
 
 
@@ -697,7 +739,7 @@ def external_record(db, case_id: int) -> dict:
         "countermeasures": "\n".join(r[0] for r in db.execute(
             "SELECT text FROM countermeasures WHERE case_id = ? ORDER BY position", [case_id])),
         "source_url": case["source_url"] or "", "source_title": case["source_title"] or "",
-        "status": case["status"], "version": case["version"],
+        "lesson": case["lesson"], "status": case["status"], "version": case["version"],
     }
 
 

@@ -41,7 +41,7 @@ from urllib.parse import urlencode
 import jinja2
 from flask import current_app, has_app_context
 
-from kb import audit, config
+from kb import audit, config, dates
 from kb.db import transaction
 from kb.exceptions import Invalid, NotFound
 from kb.roles import require_role
@@ -82,7 +82,7 @@ def local_time(value: str | None) -> str:
     """An outbox timestamp (UTC ISO-8601) as the office's local "YYYY-MM-DD HH:MM"."""
     if not value:
         return ""
-    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
+    return dates.in_office_time(datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M")
 
 
 # RFC 2606 reserves this top-level domain as "sure to be invalid": the demo roster's
@@ -226,7 +226,7 @@ def build_message(row: dict, settings, now: datetime | None = None) -> EmailMess
     message["Subject"] = one_line(row["subject"])
     message["From"] = sender
     message["To"] = recipient
-    message["Date"] = format_datetime(_now(now).astimezone())
+    message["Date"] = format_datetime(dates.in_office_time(_now(now)))
     token = hashlib.sha256(f"{row['dedupe_key']}\0{row['created_at']}".encode()).hexdigest()[:12]
     message["Message-ID"] = f"<hiyari-kb.{row['mail_id']}.{token}@{sender.domain or 'localhost'}>"
     # RFC 3834: no out-of-office replies to the outbox.

@@ -477,6 +477,72 @@ MAIL_OUTBOX = (
     "CREATE INDEX outbox_user ON outbox (to_user_id, mail_id)",
 )
 
+SEARCH_VOCABULARY = (
+    # The office's vocabulary for search (kb/vocabulary.py): groups of words that mean the
+    # same for searching. A member word marked narrower also finds the group's other words;
+    # the others do not find it. Words are compared folded by kb.analysis when they are
+    # checked and loaded, not stored folded: a change of the folding table needs no migration.
+    """
+    CREATE TABLE vocabulary_groups (
+        group_id INTEGER PRIMARY KEY,
+        note TEXT NOT NULL DEFAULT '',
+        version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT
+    """,
+    """
+    CREATE TABLE vocabulary_words (
+        group_id INTEGER NOT NULL REFERENCES vocabulary_groups (group_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        word TEXT NOT NULL CHECK (length(word) BETWEEN 1 AND 30),
+        narrower INTEGER NOT NULL DEFAULT 0 CHECK (narrower IN (0, 1)),
+        PRIMARY KEY (group_id, position)
+    ) STRICT
+    """,
+    # One row per change: its id is the vocabulary's version after it (searches and their
+    # cache name the version they used), and before/after are what the history page shows.
+    """
+    CREATE TABLE vocabulary_changes (
+        change_id INTEGER PRIMARY KEY,
+        changed_at TEXT NOT NULL,
+        user_id INTEGER REFERENCES users (user_id),
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('seed', 'create', 'update', 'delete', 'upload')),
+        group_id INTEGER,
+        before TEXT NOT NULL DEFAULT '',
+        after TEXT NOT NULL DEFAULT ''
+    ) STRICT
+    """,
+)
+
+QUERY_LOG = (
+    # What search failed to find, per ISO week and normalised query (kb/querylog.py). No
+    # user, session, address or time finer than the week, and WITHOUT ROWID so that not
+    # even the order in which queries were first typed is kept.
+    """
+    CREATE TABLE query_log (
+        week TEXT NOT NULL CHECK (week GLOB '[0-9][0-9][0-9][0-9]-W[0-5][0-9]'),
+        query_key TEXT NOT NULL CHECK (query_key <> ''),
+        display TEXT NOT NULL,
+        searches INTEGER NOT NULL DEFAULT 0 CHECK (searches >= 0),
+        no_results INTEGER NOT NULL DEFAULT 0 CHECK (no_results >= 0 AND no_results <= searches),
+        opens INTEGER NOT NULL DEFAULT 0 CHECK (opens >= 0),
+        PRIMARY KEY (week, query_key)
+    ) STRICT, WITHOUT ROWID
+    """,
+)
+
+SHARED_CASES = (
+    # The 公表 as the public saw it, exported to other municipalities (kb/sharing.py): the
+    # address of the office's announcement and the day it was made (the import format's
+    # 出典 and 公表日, which nothing else recorded).
+    "ALTER TABLE cases ADD COLUMN disclosure_url TEXT CHECK (disclosure_url IS NULL OR ("
+    "length(disclosure_url) <= 500"
+    " AND (disclosure_url LIKE 'http://%' OR disclosure_url LIKE 'https://%')))",
+    "ALTER TABLE cases ADD COLUMN disclosed_on TEXT",
+)
+
 MIGRATIONS = (
     (1, "initial schema", INITIAL_SCHEMA),
     (2, "report workflow", REPORT_WORKFLOW),
@@ -486,6 +552,9 @@ MIGRATIONS = (
     (6, "sign-in slips", SIGN_IN_SLIPS),
     (7, "mail outbox", MAIL_OUTBOX),
     (8, "self-check campaigns", SELF_CHECK_CAMPAIGNS),
+    (9, "search vocabulary", SEARCH_VOCABULARY),
+    (10, "query log", QUERY_LOG),
+    (11, "shared cases", SHARED_CASES),
 )
 
 

@@ -16,7 +16,7 @@ moves them.
 import json
 from datetime import date
 
-from kb import audit, staff
+from kb import audit, dates, staff
 from kb.db import transaction, utcnow
 from kb.exceptions import Forbidden, Invalid, NotFound
 from kb.quiz import code_order
@@ -73,7 +73,7 @@ def compute_eligibility(db, campaign: dict, *, user_ids=None, today: date | None
     over 100 %.
     """
     opens_on, closes_on = campaign["opens_at"][:10], campaign["closes_at"][:10]
-    today_text = (today or date.today()).isoformat()
+    today_text = (today or dates.office_today()).isoformat()
     reference = max(opens_on, min(closes_on, today_text))
     scope = target_departments(db, campaign)
     narrow, params = "", []

@@ -17,7 +17,7 @@ score. The weak points and the correlation view are for reviewers.
 import math
 from datetime import date, timedelta
 
-from kb import participation
+from kb import dates, participation
 from kb.cases import readable_clause
 from kb.dashboard import CASE_DATE
 from kb.exceptions import NotFound
@@ -313,7 +313,7 @@ def correlation(db, actor, campaign_id: int, today: date | None = None) -> dict:
     """
     campaign = _visible_campaign(db, actor, campaign_id)
     require_role(actor, "reviewer")
-    today = today or date.today()
+    today = today or dates.office_today()
     since = today - timedelta(days=REPORT_WINDOW_DAYS)
     departments = _departments(db)
     bureau_counts, _ = _by_bureau(departments, _tally(db, campaign))

@@ -16,6 +16,18 @@ their text says it another way. Ties go to the newer case.
 A word is found in a field when the field holds all of the word's bigrams. That is a
 little looser than a phrase (the order is not checked) and much cheaper; a "quoted
 phrase" is required in one field the same way.
+
+The office's vocabulary (kb/vocabulary.py) is applied here, at search time: a query word
+that is a vocabulary word (or a stretch of the query that is one: 「書類をなくした」 holds
+「なくした」) is cut out as a word of its own, and also counts where a case holds one of
+the words it finds, at ``VOCABULARY_WEIGHT`` of the smaller of the two words' weights —
+the best of the typed word and its alternatives counts, never their sum.
+
+Staff type verbs and phrases where the cases have nouns (「頼んだ業者が なくした」,
+「電話で 教えてしまった」): a query word is cut where a phrase typed as one joins
+(``_phrase_parts``), a particle after a noun is dropped, and an inflected verb or
+adjective is searched by the kanji of its stem (``stem``: 捨てた → 捨, found at the start
+of any bigram), and through what the vocabulary gives for any word with that stem.
 """
 
 import functools
@@ -28,12 +40,37 @@ from markupsafe import Markup, escape
 from kb import analysis
 
 MAX_QUERY_LENGTH = 100
-# How much a query word found in a field counts (times the word's weight).
-FIELD_WEIGHTS = {"title": 1.5, "body": 1.0, "measures": 1.0, "meta": 0.7}
-# A case holding every (non-generic) query word gets this share of their weights again.
-ALL_WORDS_BONUS = 0.5
-TYPE_HINT_WEIGHT = 1.5
+# How much a query word found in a field counts (times the word's weight). Countermeasures
+# say what was done afterwards, not what happened: 0.7 (was 1.0; docs/search.md).
+FIELD_WEIGHTS = {"title": 1.5, "body": 1.0, "measures": 0.7, "meta": 0.7}
+# A case holding every (non-generic) query word gets this share of what those words
+# scored in it again: what it found, not what was typed, so a word that a case holds only
+# through the vocabulary (or a backoff) does not earn the typed word's full weight there
+# (measured: 0.5 of the typed weights → 0.1 of the found scores, docs/search.md).
+ALL_WORDS_BONUS = 0.1
+# What a word naming an incident type adds to cases of that type (1.5 before issue #14;
+# 2.5 measured best with the larger vocabulary and the smaller all-words bonus).
+TYPE_HINT_WEIGHT = 2.5
 BACKOFF = 0.5  # share of a compound's weight when only its parts are found
+# Share of a word's weight where a case holds, instead of the typed word, a word the
+# vocabulary gives for it: less than the typed word, so a case in the searcher's own words
+# ranks first (0.8 measured against 0.6 and 1.0 with scripts/eval_search.py; README).
+VOCABULARY_WEIGHT = 0.8
+# Query words that say nothing on their own: a query of only these (or of symbols) finds
+# nothing, with a notice, instead of every case.
+STOP_WORDS = {"の", "を", "に", "が", "で", "と", "へ", "は", "も", "や", "か", "な", "た", "て",
+              "です", "ます", "した", "する", "こと", "もの", "など", "ため", "について"}
+# Particles trimmed off the query text next to a vocabulary word (「書類を|なくした」 → 書類).
+CUT_PARTICLES = "にをがでとへはのもや"
+# Kana words that only point or join (「ほかの人」「その書類」): never required query words.
+FUNCTION_WORDS = {"ほかの", "ほか", "その", "この", "あの", "どの", "ある", "いる", "ない",
+                  "しまった", "しまう", "ような", "よう", "とき", "から", "まで", "より", "だけ"}
+# The last kana of an inflected verb or adjective after its stem (捨て|た, 教えてしまっ|た,
+# 送っ|て, 似てい|る, 違|う, 溶か|す, 頼|む, 黒|く, 忘れ|ない): the stem is what the query means.
+INFLECTED_ENDINGS = ("た", "だ", "て", "で", "る", "う", "く", "す", "つ", "む", "ぶ", "ぐ",
+                     "ない", "ます", "ません")
+# A single kana between two kanji that ends a word rather than sits inside a compound verb.
+JOINING_KANA = set(CUT_PARTICLES) | set("うくるただな")
 # Words every case of this knowledge base is about: they say little about which case is
 # wanted, so they count for less and are not needed for the all-words bonus.
 GENERIC_WORDS = {"漏えい", "個人情報", "情報", "事故", "事案", "事例", "再発防止", "対策", "流出",
@@ -54,6 +91,7 @@ TYPE_HINTS = {
     "証明書": ("counter_misissue",),
     "紛失": ("document_loss", "media_loss"), "置き忘れ": ("document_loss", "media_loss"),
     "盗難": ("document_loss", "media_loss"), "usb": ("media_loss",),
+    "施錠": ("document_loss", "media_loss"),
     "ホームページ": ("web_mispublish",), "誤掲載": ("web_mispublish",), "掲載": ("web_mispublish",),
     "委託": ("contractor",), "委託先": ("contractor",), "指定管理者": ("contractor",),
     "不正アクセス": ("cyber_attack",), "サイバー攻撃": ("cyber_attack",),
@@ -96,6 +134,8 @@ class Word:
     generic: bool
     # Where the whole word is not found: (token lists that must all be found, weight).
     backoffs: list[tuple[list[list[str]], float]] = field(default_factory=list)
+    # Words the vocabulary gives for this one (each a Word with its own lower weight).
+    alternatives: list["Word"] = field(default_factory=list)
 
 
 @dataclass
@@ -106,22 +146,29 @@ class Plan:
     hinted_types: list[str] = field(default_factory=list)
     terms: frozenset = frozenset()
     notices: list[str] = field(default_factory=list)
+    # (the words as typed, the words the vocabulary added for them): for the result page.
+    expansions: list[tuple[str, list[str]]] = field(default_factory=list)
+    # Something was typed, but nothing in it can be searched for (symbols, 「の」 …).
+    unsearchable: bool = False
 
     @property
     def empty(self) -> bool:
         return not self.words and not self.phrases and not self.hinted_types
 
     @property
-    def bonus(self) -> float:
-        core = [word.weight for word in self.words if not word.generic]
-        return ALL_WORDS_BONUS * sum(core) if len(core) > 1 else 0.0
+    def several_core_words(self) -> bool:
+        """Whether the all-words bonus applies: two or more non-generic words."""
+        return sum(1 for word in self.words if not word.generic) > 1
 
 
-def plan_query(text: str, idf) -> Plan:
-    """Understand a query. ``idf(tokens)`` gives the weight of a word in the index.
+def plan_query(text: str, idf, vocabulary=None) -> Plan:
+    """Understand a query. ``idf(tokens)`` gives the weight of a word in the index;
+    ``vocabulary`` (a kb.vocabulary.Vocabulary, or None to search only the typed words)
+    gives the other words each query word also finds.
 
     "quoted phrases" (when the quotes balance) must appear as written; -word excludes;
-    AND/OR/NOT and Whoosh syntax typed by accident are plain text, never an error.
+    AND/OR/NOT and Whoosh syntax typed by accident are plain text, never an error. A query
+    of only symbols or stop words plans nothing and is flagged ``unsearchable``.
     """
     plan = Plan()
     text = (text or "").strip()
@@ -142,20 +189,167 @@ def plan_query(text: str, idf) -> Plan:
         else:
             plain.append(word)
     names, terms = [], set()
-    for whole, parts in analysis.query_runs(" ".join(plain).translate(SYNTAX)):
-        names.append(word_of(whole))
-        terms.update(whole)
-        for tokens in parts:
-            name = word_of(tokens)
-            names.append(name)
-            terms.update(tokens)
-            generic = name in _GENERIC
-            weight = idf(tokens) * (GENERIC_WEIGHT if generic else 1.0)
-            plan.words.append(Word(tokens, weight, generic, _backoffs(tokens, weight, idf)))
+    query = " ".join(plain).translate(SYNTAX)
+    for whole, _ in analysis.query_runs(query):
+        if word_of(whole) not in STOP_WORDS:
+            names.append(word_of(whole))
+            terms.update(whole)
+    for tokens, typed, alternatives in _pieces(query, vocabulary):
+        name = word_of(tokens)
+        names.append(name)
+        terms.update(tokens)
+        generic = name in _GENERIC
+        weight = idf(tokens) * (GENERIC_WEIGHT if generic else 1.0)
+        word = Word(tokens, weight, generic, _backoffs(tokens, weight, idf))
+        for other in alternatives:
+            other_name = word_of(other)
+            names.append(other_name)
+            terms.update(other)
+            other_weight = VOCABULARY_WEIGHT * min(
+                weight, idf(other) * (GENERIC_WEIGHT if other_name in _GENERIC else 1.0))
+            word.alternatives.append(Word(other, other_weight, generic,
+                                          _backoffs(other, other_weight, idf)))
+        plan.words.append(word)
+        if typed is not None:
+            plan.expansions.append(typed)
     terms.update(token for phrase in plan.phrases for token in phrase)
     plan.terms = frozenset(terms)
     plan.hinted_types = sorted({t for name in names for t in _TYPE_HINTS.get(name, ())})
+    if text.strip() and not plan.words and not plan.phrases and not plan.excluded:
+        plan.unsearchable = True
+        plan.hinted_types = []
+        plan.notices.append(f"「{text[:20]}」には検索に使える言葉がありません（記号や「の」「を」"
+                            "だけでは探せません）。事例に出てきそうな言葉を入れてください。")
     return plan
+
+
+def _pieces(query: str, vocabulary):
+    """(tokens, (typed, [added words]) or None, [alternative token lists]) for each word of
+    a query: vocabulary words cut out with what they also find, and the rest cut where
+    compounds join (analysis._parts), stop words left out."""
+    chars = analysis.normalize(query)
+    found = vocabulary.find(chars) if vocabulary is not None and len(vocabulary) else []
+    cursor = 0
+    for start, end, entry in found + [(len(chars), len(chars), None)]:
+        # Cut by a vocabulary word right there (no space between): see _plain_pieces.
+        yield from _plain_pieces(
+            query, chars[cursor:start], vocabulary,
+            cut_before=0 < cursor < start and analysis._is_cjk(chars[cursor][0]),
+            cut_after=entry is not None and cursor < start and analysis._is_cjk(chars[start - 1][0]))
+        if entry is not None:
+            tokens = [token for kind, run in analysis.runs_of(chars[start:end])
+                      for token, _, _ in analysis.run_tokens(kind, run)]
+            alternatives = [_tokens(written) for written, _ in entry.alternatives]
+            typed = query[chars[start][1]:chars[end - 1][2]]
+            yield tokens, (typed, [written for written, _ in entry.alternatives]), \
+                [a for a in alternatives if a]
+        cursor = end
+
+
+def _plain_pieces(query, chars, vocabulary, *, cut_before: bool, cut_after: bool):
+    runs = analysis.runs_of(chars)
+    for number, (kind, run) in enumerate(runs):
+        pieces = [run] if kind == "word" else analysis._parts(run)
+        for index, piece in enumerate(pieces):
+            # Next to a vocabulary word the query was cut by us, not by the searcher:
+            # drop the particles and the lone kana that are left (「書類を」 → 書類, 「た」).
+            first = number == 0 and index == 0
+            last = number == len(runs) - 1 and index == len(pieces) - 1
+            if kind == "cjk" and (first and cut_before or last and cut_after):
+                if last and cut_after:
+                    while piece and piece[-1][0] in CUT_PARTICLES:
+                        piece = piece[:-1]
+                if first and cut_before:
+                    while piece and piece[0][0] in CUT_PARTICLES:
+                        piece = piece[1:]
+                if len(piece) <= 2 and all(_is_hiragana(c[0]) for c in piece):
+                    continue
+            if kind == "word":
+                yield [token for token, _, _ in analysis.run_tokens(kind, piece)], None, []
+                continue
+            for part in _phrase_parts(piece):
+                yield from _stemmed(query, part, vocabulary)
+
+
+def _is_hiragana(char: str) -> bool:
+    return "\u3041" <= char <= "\u3096"
+
+
+def _phrase_parts(piece):
+    """A kana/kanji piece cut where a phrase typed as one word joins two words: after a
+    run of kana that ends an inflected word or is a particle, before a kanji or katakana
+    (「中身が違う封筒」 → 中身 / 違う / 封筒, 「頼んだ業者が」 → 頼んだ / 業者が), and after a
+    particle that follows a noun (「書類をなくした」 → 書類 / なくした; the particle is
+    dropped). One kana of okurigana inside a compound verb is not such a joint (貼り出し,
+    書き込み stay whole)."""
+    parts, current, kana = [], [], 0
+    for triple in piece:
+        char = triple[0]
+        if _is_hiragana(char):
+            if kana == 0 and current and char in CUT_PARTICLES and not _is_hiragana(current[-1][0]):
+                # 「書類をなくした」: a particle right after a noun ends it.
+                parts.append(current)
+                current = []
+                kana = 1
+                continue
+            kana += 1
+        else:
+            if current and kana and (kana >= 2 or current[-1][0] in JOINING_KANA):
+                parts.append(current)
+                current = []
+            kana = 0
+        current.append(triple)
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _stemmed(query, piece, vocabulary):
+    """One kana/kanji word of a query as (tokens, expansion, alternatives): a particle
+    after it dropped (電話で → 電話); an inflected verb or adjective cut to the kanji of its
+    stem (捨てた → 捨, 教えてしまった → 教, 黒く → 黒, 貼り出した → 貼り出), which a
+    one-kanji word finds at the start of any bigram (捨て, 捨象 …), since the cases name
+    the act with a noun, never with the query's okurigana; a word or stem the vocabulary
+    knows (a stem of one of its verbs included) also finds that word's alternatives."""
+    name = "".join(c[0] for c in piece)
+    if name in STOP_WORDS or all(_is_hiragana(c[0]) for c in piece):
+        if name not in STOP_WORDS and name not in FUNCTION_WORDS:
+            yield [token for token, _, _ in analysis.run_tokens("cjk", piece)], None, []
+        return
+    tokens = [token for token, _, _ in analysis.run_tokens("cjk", _stem_chars(piece))]
+    entry = vocabulary.stem_entry(word_of(tokens)) \
+        if vocabulary is not None and len(vocabulary) else None
+    if entry is None:
+        yield tokens, None, []
+        return
+    added = [written for written, _ in entry.alternatives]
+    yield tokens, (query[piece[0][1]:piece[-1][2]], added), \
+        [a for a in (_tokens(w) for w in added) if a]
+
+
+def stem(word: str) -> str:
+    """The folded stem of a word as a query sees it (「捨てた」 → 捨, 「電話で」 → 電話);
+    the vocabulary indexes its words by this too."""
+    chars = analysis.normalize(word)
+    if not chars or not all(analysis._is_cjk(c[0]) for c in chars) \
+            or all(_is_hiragana(c[0]) for c in chars):
+        return "".join(c[0] for c in chars)
+    return "".join(c[0] for c in _stem_chars(chars))
+
+
+def _stem_chars(piece):
+    """``piece`` without its trailing kana when they are a particle or end like an
+    inflected word (``INFLECTED_ENDINGS``); else unchanged (漏れ, 手続き, ずれ stay)."""
+    text = "".join(c[0] for c in piece)
+    end = len(piece)
+    while end and _is_hiragana(text[end - 1]):
+        end -= 1
+    tail = text[end:]
+    if not tail or end == 0:
+        return piece
+    if tail in CUT_PARTICLES or tail.endswith(INFLECTED_ENDINGS):
+        return piece[:end]
+    return piece
 
 
 def _tokens(text: str) -> list[str]:
@@ -191,24 +385,36 @@ def score_segment(plan: Plan, view, allowed: np.ndarray) -> tuple[np.ndarray, np
     """
     n = allowed.shape[0]
     scores = np.zeros(n, dtype=np.float32)
+    if plan.unsearchable:
+        return scores, np.zeros(n, dtype=bool)
     if plan.empty:
         return scores, allowed.copy()
     every_core = np.ones(n, dtype=bool) if any(not w.generic for w in plan.words) else None
+    found_core = np.zeros(n, dtype=np.float32)
     for word in plan.words:
         best = np.zeros(n, dtype=np.float32)
-        for name, field_weight in FIELD_WEIGHTS.items():
-            mask = view.word(name, word.tokens)
-            np.maximum(best, mask * np.float32(word.weight * field_weight), out=best)
-            for pieces, share in word.backoffs:
-                backoff = np.ones(n, dtype=bool)
-                for piece in pieces:
-                    backoff &= view.word(name, piece)
-                np.maximum(best, backoff * np.float32(share * field_weight), out=best)
+        # The typed word and the words the vocabulary gives for it: the best one counts.
+        for candidate in [word, *word.alternatives]:
+            for name, field_weight in FIELD_WEIGHTS.items():
+                # Most alternatives are in no document of a field: skip their arithmetic
+                # (the vocabulary multiplies the candidates; bench_search p95).
+                mask = view.word(name, candidate.tokens)
+                if mask.any():
+                    np.maximum(best, mask * np.float32(candidate.weight * field_weight), out=best)
+                for pieces, share in candidate.backoffs:
+                    backoff = view.word(name, pieces[0])
+                    for piece in pieces[1:]:
+                        if not backoff.any():
+                            break
+                        backoff = backoff & view.word(name, piece)
+                    if backoff.any():
+                        np.maximum(best, backoff * np.float32(share * field_weight), out=best)
         scores += best
         if not word.generic:
             every_core &= best > 0
-    if every_core is not None and plan.bonus:
-        scores += every_core * np.float32(plan.bonus)
+            found_core += best
+    if every_core is not None and plan.several_core_words:
+        scores += every_core * found_core * np.float32(ALL_WORDS_BONUS)
     for incident_type in plan.hinted_types:
         scores += view.type_mask(incident_type) * np.float32(TYPE_HINT_WEIGHT)
     # With only "quoted phrases", every allowed case is a candidate for them to filter.

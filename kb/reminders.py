@@ -44,8 +44,7 @@ def reminder_days(settings) -> set[int]:
 
 
 def _local(now: datetime | None) -> str:
-    return (now.astimezone() if now is not None else datetime.now().astimezone()) \
-        .strftime(campaigns.TIME_FORMAT)
+    return campaigns.local_moment(now)
 
 
 def _due_campaigns(db, local_now: str, days: set[int]) -> list[dict]:

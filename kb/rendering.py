@@ -15,7 +15,7 @@ import markdown
 import nh3
 from markupsafe import Markup, escape
 
-from kb import cases, reports, roles, statutory
+from kb import cases, dates, reports, roles, statutory
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
@@ -173,26 +173,48 @@ def _unescape_run(match: re.Match) -> str:
         return raw
     # Control, format (a right-to-left override could disguise the address) and space
     # characters stay escaped.
-    return "".join(urllib.parse.quote(ch) if unicodedata.category(ch)[0] in "CZ" else ch
-                   for ch in text)
+    return "".join(urllib.parse.quote(ch) if _invisible(ch) else ch for ch in text)
 
 
 def readable_url(url: str) -> str:
     """A URL as a person reads it: percent-escapes of non-ASCII UTF-8 decoded
-    (…/%E5%80%8B… → …/個…) and an internationalised host name (xn--…) shown in its own
-    script. Only for display: the link keeps the exact URL. Escapes of ASCII characters
-    (%2F, %2B, %26 …) stay, so the shown address means what the link means; invalid
-    UTF-8, and control, format or space characters, stay escaped."""
+    (…/%E5%80%8B… → …/個…) and the labels of an internationalised host name (xn--…) that
+    are Japanese (kanji, kana, with ASCII letters and digits) shown in that script. Only
+    for display: the link keeps the exact URL. Escapes of ASCII characters (%2F, %2B, %26 …)
+    stay, so the shown address means what the link means; invalid UTF-8 stays escaped, and
+    control, format or space characters are shown escaped whether they came escaped or not.
+    A host label in another script (аррӏе, Cyrillic for apple) stays xn--, as browsers show
+    look-alikes."""
     if not url:
         return ""
-    shown = _ESCAPED_RUN.sub(_unescape_run, url)
+    shown = "".join(urllib.parse.quote(ch) if _invisible(ch) else ch
+                    for ch in _ESCAPED_RUN.sub(_unescape_run, url))
     try:
         host = urllib.parse.urlsplit(shown).hostname or ""
         if "xn--" in host:
-            shown = shown.replace(host, host.encode("ascii").decode("idna"), 1)
+            shown = shown.replace(host, ".".join(map(_readable_label, host.split("."))), 1)
     except (UnicodeError, ValueError):
         pass
     return shown
+
+
+def _invisible(ch: str) -> bool:
+    # A right-to-left override could disguise the address; a zero-width one hides a part.
+    return unicodedata.category(ch)[0] in "CZ"
+
+
+_JAPANESE = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA",
+             "IDEOGRAPHIC ITERATION MARK")
+
+
+def _readable_label(label: str) -> str:
+    if not label.startswith("xn--"):
+        return label
+    decoded = label.encode("ascii").decode("idna")
+    if all((ch.isascii() and (ch.isalnum() or ch == "-"))
+           or unicodedata.name(ch, "").startswith(_JAPANESE) for ch in decoded):
+        return decoded
+    return label
 
 
 # A text cell starting with one of these is a formula to Excel and LibreOffice
@@ -235,6 +257,8 @@ def excel_csv(header, rows) -> bytes:
 def init_app(app) -> None:
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(japanese_date, "jdate")
+    app.add_template_filter(dates.shown_day, "shown_day")
+    app.add_template_filter(dates.shown_moment, "shown_moment")
     app.add_template_filter(label, "label")
     app.add_template_filter(readable_url, "readable_url")
     app.jinja_env.globals["LABELS"] = LABELS

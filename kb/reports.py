@@ -10,9 +10,8 @@ is well-formed; submitting also requires the fields the template asks for.
 import json
 import re
 import unicodedata
-from datetime import date
 
-from kb import audit, checklist, pii
+from kb import audit, checklist, dates, pii
 from kb.cases import (COUNTERMEASURE_STATUS_LABELS, COUNTERMEASURE_TYPE_LABELS, INCIDENT_TYPES,
                       KINDS, RULE_STATUS_LABELS, TASKS, require_readable)
 from kb.db import mark_changed, transaction, utcnow
@@ -191,17 +190,17 @@ def report_from_case(db, case_id: int) -> dict:
 # --- validation -----------------------------------------------------------------
 
 def _date(value: str, errors: dict, field: str, *, future_ok=False) -> str | None:
-    if not value:
-        return None
+    """The ISO day typed as ``kb.dates.parse_day`` reads it (2026/12/01, 令和8年12月1日 …),
+    None when blank; else None with the message in ``errors[field]``."""
     try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
-        errors[field] = ["存在しない日付です。YYYY-MM-DD の形で正しい日付を入力してください。"]
+        day = dates.parse_day(value)
+    except dates.DateError as error:
+        errors[field] = [str(error)]
         return None
-    if not future_ok and parsed > date.today():
+    if day and not future_ok and day > dates.office_today().isoformat():
         errors[field] = ["未来の日付は入力できません。"]
         return None
-    return parsed.isoformat()
+    return day
 
 
 def is_vague_root_cause(text: str) -> bool:

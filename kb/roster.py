@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kb import audit, enrolment
+from kb import audit, dates, enrolment
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Invalid, KBError
 from kb.roles import require_role
@@ -377,7 +377,7 @@ def import_staff(db, actor, data: bytes, filename: str = "", *, managers: frozen
     """
     require_role(actor, "admin")
     rows, ignored = read_roster(db, data)
-    today = today or date.today()
+    today = today or dates.office_today()
     if dry_run:
         plan = _plan(db, rows, managers, deactivate_missing, today)
         plan.ignored_columns = ignored

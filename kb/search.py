@@ -21,8 +21,10 @@ from whoosh import index as whoosh_index
 import numpy as np
 from whoosh import formats
 from whoosh.fields import ID, KEYWORD, STORED, FieldType, Schema
+from whoosh.filedb.compound import CompoundStorage
+from whoosh.filedb.structfile import BufferFile, StructFile
 
-from kb import analysis, cases, ranking, users
+from kb import analysis, cases, ranking, users, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,77 @@ def build_schema() -> Schema:
 
 
 # --- opening ----------------------------------------------------------------------
+
+class _Window:
+    """A read-only file over a memoryview: reads copy only what they read."""
+
+    def __init__(self, buf):
+        self._buf, self._pos = buf, 0
+
+    def read(self, size=-1) -> bytes:
+        start = min(self._pos, len(self._buf))
+        end = len(self._buf) if size is None or size < 0 else min(start + size, len(self._buf))
+        if end > start:
+            self._pos = end
+        return self._buf[start:end].tobytes()
+
+    def peek(self, size: int = 1) -> bytes:
+        # Lets pickle read a block's header in one call instead of one per opcode.
+        start = min(self._pos, len(self._buf))
+        return self._buf[start:start + min(max(size, 1), 1024)].tobytes()
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        memoryview(target).cast("B")[:len(data)] = data
+        return len(data)
+
+    def readline(self, size=-1) -> bytes:
+        start = min(self._pos, len(self._buf))
+        end = len(self._buf) if size is None or size < 0 else min(start + size, len(self._buf))
+        for at in range(start, end, 256):  # pickle's text opcodes: short lines
+            newline = bytes(self._buf[at:min(at + 256, end)]).find(b"\n")
+            if newline >= 0:
+                end = at + newline + 1
+                break
+        return self.read(end - start)
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        self._pos = max(0, position + (0, self._pos, len(self._buf))[whence])
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        pass
+
+
+class _MappedFile(BufferFile):
+    """Whoosh's ``BufferFile`` without its copy: ``BufferFile`` wraps the memory-mapped part
+    of a compound segment file in a ``BytesIO``, which copies it. A searcher opens each
+    segment's postings and term files so, and every search opens a searcher: at 100,000
+    cases each search copied about 70 MB of the index into the process's private memory,
+    and every server thread's heap kept that much (bench_search: 595 MB private; README,
+    Performance). Reading the mapped pages in place leaves them to the shared page cache."""
+
+    def __init__(self, buf, name=None, onclose=None):
+        StructFile.__init__(self, _Window(buf), name=name, onclose=onclose)
+        self._buf = buf
+
+
+_open_compound_file = CompoundStorage.open_file
+
+
+def _open_mapped(storage, name, *args, **kwargs):
+    """``CompoundStorage.open_file``, reading a memory-mapped segment in place."""
+    if storage.is_closed or not storage._source:
+        return _open_compound_file(storage, name, *args, **kwargs)
+    offset, length = storage.range(name)
+    return _MappedFile(memoryview(storage._source)[offset:offset + length], name=name)
+
+
+CompoundStorage.open_file = _open_mapped  # whoosh-reloaded 2.7.5; see _MappedFile
+
 
 _indexes: dict[str, whoosh_index.Index] = {}
 _lock = threading.Lock()
@@ -264,8 +337,85 @@ def heal(ix, db, drift: dict[str, list[int]]) -> None:
 
 
 def is_current(data_dir) -> bool:
-    """Whether an index of the current schema exists."""
-    return whoosh_index.exists_in(index_path(data_dir))
+    """Whether an index of the current schema exists and can be read (a damaged segment
+    file — a full disk, a copy cut short — makes it as good as missing: rebuilt)."""
+    if not whoosh_index.exists_in(index_path(data_dir)):
+        return False
+    try:
+        with whoosh_index.open_dir(index_path(data_dir)).searcher() as searcher:
+            for reader, _ in _segment_readers(searcher):
+                reader.doc_count_all()
+                next(iter(reader.lexicon("status")), None)
+        return True
+    except Exception:  # noqa: BLE001 - whatever a damaged file raises
+        log.exception("search index at %s cannot be read", index_path(data_dir))
+        return False
+
+
+_recovering: set[str] = set()
+_recovering_lock = threading.Lock()
+UNAVAILABLE = ("検索の索引を修復しています。いまは件名と概要にすべての語を含む事例を新しい順に"
+               "表示しています（数分で元に戻ります）。")
+
+
+def recover(data_dir) -> threading.Thread | None:
+    """Rebuild an unreadable index from SQLite in the background (one rebuild at a time per
+    data folder; none if the index reads fine again). Returns the thread, if one started."""
+    data_dir = str(data_dir)
+    with _recovering_lock:
+        if data_dir in _recovering:
+            return None
+        _recovering.add(data_dir)
+
+    def run():
+        from kb.db import database_path, open_db  # kb.db imports nothing of ours; kept local
+
+        try:
+            _forget(data_dir)
+            if not is_current(data_dir):
+                db = open_db(database_path(data_dir))
+                try:
+                    started = time.perf_counter()
+                    count = rebuild(db, data_dir)
+                    log.warning("search index was unreadable: rebuilt %d cases in %.1f s",
+                                count, time.perf_counter() - started)
+                finally:
+                    db.close()
+        except Exception:  # noqa: BLE001 - logged; the next failed search tries again
+            log.exception("rebuilding the unreadable search index failed")
+        finally:
+            with _recovering_lock:
+                _recovering.discard(data_dir)
+
+    thread = threading.Thread(target=run, name="kb-index-recovery", daemon=True)
+    thread.start()
+    return thread
+
+
+def _unreadable(ix, error: Exception) -> None:
+    """After a search failed: if the index cannot be read, start its rebuild (the caller
+    then answers from SQLite); if it reads fine, the error is a bug — raised as it is."""
+    data_dir = Path(ix.storage.folder).parent
+    _forget(data_dir)
+    if is_current(data_dir):
+        raise error
+    log.error("search index unreadable (%s: %s): searching SQLite meanwhile",
+              type(error).__name__, error)
+    recover(data_dir)
+
+
+def _fallback(db, user, text: str, filters: dict, page: int, page_size: int) -> "SearchResult":
+    """While the index is rebuilt: the plain SQLite listing (every word in the title or
+    summary, newest first) under the filters the listing knows, with a notice."""
+    known = {name: filters[name] for name in ("kind", "origin", "task", "incident_type")
+             if name in filters}
+    listing = cases.list_cases(db, user, q=text, page=page, page_size=page_size, **known)
+    rows = cases.rows_for_results(db, user, [case["case_id"] for case in listing["cases"]])
+    hits = [dict(rows[case["case_id"]], score=0.0, snippet=ranking.snippet(
+        rows[case["case_id"]].get("summary") or "", frozenset()))
+        for case in listing["cases"] if case["case_id"] in rows]
+    return SearchResult(listing["total"], hits, {name: {} for name in FACETS}, False,
+                        [UNAVAILABLE], frozenset())
 
 
 # --- querying ----------------------------------------------------------------------------
@@ -448,6 +598,9 @@ class SearchResult:
     partial: bool
     notices: list[str]
     terms: frozenset
+    # (words as typed, words the vocabulary added): 「『なくした』は『紛失・遺失』も含めて…」
+    expansions: list = ()
+    vocabulary_version: int | None = None  # None: searched only the typed words (exact)
 
 
 _cache: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -484,31 +637,39 @@ def _idf(views):
 
 
 def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: str = "relevance",
-                 page: int = 1, page_size: int = 20, time_limit: float = TIME_LIMIT) -> SearchResult:
+                 page: int = 1, page_size: int = 20, time_limit: float = TIME_LIMIT,
+                 exact: bool = False) -> SearchResult:
     """One page of the cases matching ``text`` that ``user`` may read, with facet counts.
 
     ``filters`` maps facet names to a value. ``sort`` is "relevance" or "date" (an empty
-    query lists by date). When the time limit is reached the segments searched so far
-    give the results, flagged ``partial``. The database has the last word on what the
-    user may read: hits it refuses are dropped.
+    query lists by date). Query words also find the words the office's vocabulary gives
+    for them (kb/vocabulary.py, its current version), unless ``exact``. When the time
+    limit is reached the segments searched so far give the results, flagged ``partial``.
+    The database has the last word on what the user may read: hits it refuses are dropped.
     """
     filters = {k: v for k, v in (filters or {}).items() if k in FACETS and v}
+    words = None if exact else vocabulary.current(db)
     # The folder is part of the key: two indexes (a restore, a test's copy) can share a
-    # generation number.
+    # generation number. The vocabulary's version is too: a change is used at once.
     key = (ix.storage.folder, ix.latest_generation(), text, tuple(sorted(filters.items())),
-           sort, page, page_size, _visibility_key(user))
+           sort, page, page_size, _visibility_key(user), words and words.version)
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:
             _cache.move_to_end(key)
     if cached is None:
-        cached = _run(ix, text, user, filters, sort, page, page_size, time_limit)
+        try:
+            cached = _run(ix, text, user, filters, sort, page, page_size, time_limit,
+                          vocabulary=words)
+        except Exception as error:  # noqa: BLE001 - a damaged index file: degrade, rebuild
+            _unreadable(ix, error)
+            return _fallback(db, user, text, filters, page, page_size)
         if not cached[3]:  # partial results are not worth keeping
             with _cache_lock:
                 _cache[key] = cached
                 while len(_cache) > CACHE_SIZE:
                     _cache.popitem(last=False)
-    total, ranked, facets, partial, terms, notices = cached
+    total, ranked, facets, partial, terms, notices, expansions = cached
     rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
     hits = []
     for case_id, score in ranked:
@@ -521,22 +682,25 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
     if partial:
         notices.append("検索に時間がかかったため、途中までの結果を表示しています。"
                        "言葉を増やすか、絞り込みを使ってください。")
-    return SearchResult(total, hits, facets, partial, notices, terms)
+    return SearchResult(total, hits, facets, partial, notices, terms, expansions,
+                        words.version if words is not None else None)
 
 
-def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=None, plan=None):
+def _run(ix, text, user, filters, sort, page, page_size, time_limit, exclude=None, plan=None,
+         vocabulary=None):
     with open_searcher(ix) as searcher:
         return _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit,
-                     exclude, plan)
+                     exclude, plan, vocabulary)
 
 
-def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, exclude, plan):
+def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, exclude, plan,
+          vocabulary=None):
     started = time.perf_counter()
     start = (max(page, 1) - 1) * page_size
     want = start + page_size
     views = [_View(reader, offset, searcher, ix.storage.folder)
              for reader, offset in _segment_readers(searcher)]
-    plan = plan or ranking.plan_query(text, _idf(views))
+    plan = plan or ranking.plan_query(text, _idf(views), vocabulary)
     by_date = sort == "date" or plan.empty
     candidates, facets, total, partial = [], {}, 0, False
     for view in views:
@@ -564,7 +728,7 @@ def _rank(ix, searcher, text, user, filters, sort, page, page_size, time_limit, 
               for score, _, reader, docnum in candidates[start:want]]
     for name in FACETS:
         facets.setdefault(name, {})
-    return total, ranked, facets, partial, plan.terms, plan.notices
+    return total, ranked, facets, partial, plan.terms, plan.notices, plan.expansions
 
 
 def _key_terms(searcher, views, text: str, number: int) -> list[tuple[str, float]]:
@@ -602,6 +766,16 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
     typed): its most distinctive bigrams, weighted, plus a lift for the same type."""
     if not text or not text.strip():
         return []
+    try:
+        ranked = _similar(ix, text, exclude, limit, incident_type)
+    except Exception as error:  # noqa: BLE001 - a damaged index: no panel, not a broken page
+        _unreadable(ix, error)
+        return []
+    rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
+    return [dict(rows[case_id], score=score) for case_id, score in ranked if case_id in rows]
+
+
+def _similar(ix, text, exclude, limit, incident_type) -> list[tuple[int, float]]:
     with open_searcher(ix) as searcher:
         views = [_View(reader, offset, searcher, ix.storage.folder)
                  for reader, offset in _segment_readers(searcher)]
@@ -613,10 +787,8 @@ def similar_cases(ix, db, user, *, text: str, exclude: int | None = None, limit:
         if not plan.words:
             return []
         # Drawn from the published cases only, whoever asks.
-        _, ranked, _, _, _, _ = _rank(ix, searcher, "", users.READER, {}, "relevance", 1, limit,
-                                      TIME_LIMIT, exclude, plan)
-    rows = cases.rows_for_results(db, user, [case_id for case_id, _ in ranked])
-    return [dict(rows[case_id], score=score) for case_id, score in ranked if case_id in rows]
+        return _rank(ix, searcher, "", users.READER, {}, "relevance", 1, limit,
+                     TIME_LIMIT, exclude, plan)[1]
 
 
 # --- upkeep ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from datetime import date, timedelta
 
-from kb import audit
+from kb import audit, dates
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Invalid, NotFound
 from kb.roles import ROLES, require_role
@@ -32,10 +32,6 @@ ABLE_STATUSES = frozenset({"active"})
 STATUS_ALIASES = {"": "active", "産休": "maternity_leave", "育休": "childcare_leave",
                   "病休": "sick_leave", "介護休業": "care_leave", "退職済": "retired"}
 
-# 和暦 as 人事 systems print it: each era's year 1 is the year after this one.
-ERAS = {"令和": 2018, "r": 2018, "平成": 1988, "h": 1988}
-
-
 def status_code(text: str) -> str | None:
     """The status code of a code, a Japanese label or a short name ('' is 在職); else None."""
     folded = unicodedata.normalize("NFKC", text or "").strip().lower().replace(" ", "")
@@ -50,24 +46,11 @@ def status_code(text: str) -> str | None:
 def parse_day(text) -> str | None:
     """'2026-04-01', '2026/4/1', '2026年4月1日', '20260401', '令和8年4月1日', 'R8.4.1' → ISO.
 
-    '' and None are None; anything else that is not a real day raises ValueError.
+    '' and None are None; anything else that is not a real day raises ValueError (a
+    ``kb.dates.DateError``, whose text is the message for a form field). The roster and
+    the status form read days as every date field does: ``kb.dates.parse_day``.
     """
-    if isinstance(text, date):
-        return text.isoformat()
-    text = unicodedata.normalize("NFKC", text or "").strip().lower().replace(" ", "")
-    if not text:
-        return None
-    western = re.fullmatch(r"(\d{4})[-/年.](\d{1,2})[-/月.](\d{1,2})日?", text) \
-        or re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text)
-    era = re.fullmatch(r"(令和|平成|r|h)(\d{1,2}|元)[年./-](\d{1,2})[月./-](\d{1,2})日?", text)
-    if western:
-        year, month, day = (int(part) for part in western.groups())
-    elif era:
-        year = ERAS[era.group(1)] + (1 if era.group(2) == "元" else int(era.group(2)))
-        month, day = int(era.group(3)), int(era.group(4))
-    else:
-        raise ValueError(text)
-    return date(year, month, day).isoformat()
+    return dates.parse_day(text)
 
 
 # --- status history ------------------------------------------------------------------------
@@ -84,7 +67,7 @@ def change_status(db, actor, user_id: int, *, status: str, starts_on, ends_on=No
     """
     require_role(actor, "admin")
     user = _user_row(db, user_id)
-    today = today or date.today()
+    today = today or dates.office_today()
     errors: dict[str, list[str]] = {}
     code = status_code(status) if isinstance(status, str) else None
     if code is None or not str(status).strip():
@@ -93,8 +76,8 @@ def change_status(db, actor, user_id: int, *, status: str, starts_on, ends_on=No
     for key, value in (("starts_on", starts_on), ("ends_on", ends_on)):
         try:
             days[key] = parse_day(value)
-        except ValueError:
-            errors[key] = ["存在する日付を入力してください。"]
+        except ValueError as error:
+            errors[key] = [str(error)]
             days[key] = None
     if not days["starts_on"] and "starts_on" not in errors:
         errors["starts_on"] = ["開始日を入力してください。"]
@@ -235,7 +218,7 @@ def list_staff(db, actor, *, department_code: str | None = None,
                  " UNION SELECT d.department_id FROM departments d JOIN scope s"
                  " ON d.parent_id = s.department_id) SELECT department_id FROM scope)")
         params = [department[0]]
-    day = (today or date.today()).isoformat()
+    day = (today or dates.office_today()).isoformat()
     periods = _statuses_by_user(db)
     rows = db.query(
         "SELECT u.user_id, u.login, u.employee_number, u.display_name, u.source, u.active,"
@@ -295,7 +278,7 @@ def search_staff(db, actor, *, department_id=None, status: str = "", role: str =
     if not actor.has_role("admin"):
         require_role(actor, "manager")
         department_id = actor.department_id
-    params: dict = {"day": (today or date.today()).isoformat()}
+    params: dict = {"day": (today or dates.office_today()).isoformat()}
     where = []
     if department_id:
         params["department_id"] = int(department_id)
@@ -361,7 +344,7 @@ def staff_person(db, actor, user_id: int, today: date | None = None) -> dict:
         " LEFT JOIN departments pd ON pd.department_id = d.parent_id"
         " WHERE a.user_id = ? ORDER BY a.starts_on DESC, a.assignment_id DESC", [user_id])
     history = status_history(db, actor, user_id)
-    day = (today or date.today()).isoformat()
+    day = (today or dates.office_today()).isoformat()
     status = (status_on(history, day) if history
               else "active" if person["source"] == "roster" else None)
     return {"account": {key: person[key] for key in (

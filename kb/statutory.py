@@ -7,6 +7,8 @@ the incident became known) and the 確報 within 30 days (60 when done for an un
 purpose). The day the incident became known is the discovery date.
 """
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -16,6 +18,7 @@ FINAL_DAYS_UNLAWFUL = 60
 AFFECTED_THRESHOLD = 100
 
 DISCLOSURE_LABELS = {"individual": "個別公表", "batch": "一括公表", "none": "非公表"}
+DISCLOSURE_URL_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,33 @@ def assess(case: dict) -> Assessment:
         prelim_done=bool(case.get("prelim_reported_on")),
         final_done=bool(case.get("final_reported_on")),
     )
+
+
+def check_disclosure_url(value: str, errors: dict) -> str | None:
+    """The public address of a 公表 as stored (None when empty), or None with a message in
+    ``errors["disclosure_url"]``: an http(s) URL without spaces or invisible (control,
+    format) characters, at most 500 characters — it becomes the 出典 link of the exported
+    case on other municipalities' pages."""
+    url = (value or "").strip()
+    if not url:
+        return None
+    if len(url) > DISCLOSURE_URL_LIMIT:
+        errors["disclosure_url"] = [f"公表のURLは{DISCLOSURE_URL_LIMIT}文字以内にしてください。"]
+        return None
+    if any(unicodedata.category(ch)[0] == "C" for ch in url):
+        # A right-to-left override or a zero-width character makes the shown address lie.
+        errors["disclosure_url"] = ["公表のURLに見えない文字（文字の向きを変える制御文字など）が"
+                                    "含まれています。ブラウザのアドレス欄からそのまま貼り付けてください。"]
+        return None
+    if not re.fullmatch(r"https?://[^\s<>\"']+", url) \
+            or not re.match(r"https?://[^/?#\s]+", url):
+        errors["disclosure_url"] = ["公表のURLは http:// か https:// で始まるURLを、"
+                                    "ブラウザのアドレス欄からそのまま貼り付けてください。"]
+        return None
+    if "@" in re.match(r"https?://([^/?#]*)", url).group(1):
+        # https://www.city.example.lg.jp@evil.example/ reads as the city's page but goes to
+        # evil.example: a public notice never has a user part.
+        errors["disclosure_url"] = ["公表のURLに「@」の前の部分（ユーザー名）は使えません。"
+                                    "公表したページのアドレスをそのまま貼り付けてください。"]
+        return None
+    return url

@@ -7,7 +7,7 @@ function which buttons to show.
 
 from datetime import date
 
-from kb import audit, cases, pii, reports, statutory
+from kb import audit, cases, dates, pii, reports, statutory
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound, PersonalDataFound
 
@@ -283,8 +283,13 @@ def add_comment(db, actor, case_id: int, body: str) -> list:
 
 def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
                             final_reported_on: str, disclosure: str,
-                            disclosure_reason: str, version=None) -> None:
-    """A reviewer records when the 速報 and 確報 were made and the 公表 decision.
+                            disclosure_reason: str, version=None,
+                            disclosure_url: str | None = None,
+                            disclosed_on: str | None = None) -> None:
+    """A reviewer records when the 速報 and 確報 were made and the 公表 decision: how, why
+    not, and for a 公表 the day it was made and the public page's address (what
+    ``kb.sharing`` exports as 公表日 and 出典). ``disclosure_url`` and ``disclosed_on``
+    None leave the stored values as they are.
 
     Raises Invalid (messages by field) for malformed input, and Conflict when the case
     changed since ``version``, the one the reviewer's page showed (None skips the check):
@@ -304,6 +309,13 @@ def update_statutory_record(db, actor, case_id: int, *, prelim_reported_on: str,
         errors["disclosure_reason"] = ["非公表とする理由を入力してください。"]
     if len(values["disclosure_reason"]) > reports.TEXT_LIMITS["disclosure_reason"]:
         errors["disclosure_reason"] = ["500文字以内にしてください。"]
+    if disclosed_on is not None:
+        values["disclosed_on"] = reports._date(disclosed_on.strip(), errors, "disclosed_on")
+    if disclosure_url is not None:
+        values["disclosure_url"] = statutory.check_disclosure_url(disclosure_url, errors)
+    if disclosure == "none" and (values.get("disclosure_url") or values.get("disclosed_on")):
+        errors.setdefault("disclosure", []).append(
+            "非公表の事例には公表した日・公表のURLを記録できません。公表の方法を選び直すか、日付とURLを空にしてください。")
     if errors:
         raise Invalid(errors)
     with transaction(db):
@@ -436,7 +448,7 @@ def deadlines(db, actor, *, today: date | None = None) -> list[dict]:
     """Reportable incidents whose 速報 or 確報 is not yet recorded, soonest due first."""
     if not actor.has_role("reviewer"):
         raise Forbidden("deadlines")
-    today = today or date.today()
+    today = today or dates.office_today()
     rows = _for_viewer(_report_rows(
         db, "c.kind = 'incident' AND c.status != 'draft'"
             " AND (c.prelim_reported_on IS NULL OR c.final_reported_on IS NULL)", [],

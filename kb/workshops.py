@@ -7,9 +7,8 @@ it; only its owner changes it.
 """
 
 import json
-from datetime import date
 
-from kb import audit, checklist
+from kb import audit, checklist, dates
 from kb.cases import INCIDENT_TYPE_LABELS, ORIGIN_LABELS
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
@@ -92,11 +91,10 @@ def _check(db, title: str, held_on: str, audience_department_id, questions) -> d
     elif len(title) > TITLE_LIMIT:
         errors["title"] = [f"研修の名前は{TITLE_LIMIT}文字以内にしてください。"]
     held = None
-    if held_on:
-        try:
-            held = date.fromisoformat(held_on).isoformat()
-        except ValueError:
-            errors["held_on"] = ["存在しない日付です。"]
+    try:
+        held = dates.parse_day(held_on)
+    except dates.DateError as error:
+        errors["held_on"] = [str(error)]
     audience = None
     if audience_department_id not in (None, "", 0, "0"):
         try:

@@ -21,7 +21,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_staff import roster_office  # noqa: E402
-from kb import campaigns, enrolment, paper, participation, reminders, selfcheck, users  # noqa: E402
+from kb import campaigns, dates, enrolment, paper, participation, reminders, selfcheck, users  # noqa: E402
 from kb import create_app  # noqa: E402
 from kb.db import get_db, transaction  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
                 db, users.SYSTEM, login="bench-reviewer", display_name="計測 情報管理担当",
                 department_id=users.get_department_by_code(db, "soumu-gyousei-joho")["department_id"],
                 roles=["reviewer"], password="bench-password-123")
-            today = date.today()
+            today = dates.office_today()
             campaign_id = campaigns.create_campaign(
                 db, reviewer, title="計測用 自己点検", opens_at=f"{today - timedelta(days=7)}T00:00",
                 closes_at=f"{today + timedelta(days=3)}T17:00", whole_office=True, department_ids=[],
@@ -73,7 +73,7 @@ def main() -> None:
                     selfcheck.answer_question(db, person, campaign_id, attempt_id, position,
                                               rng.random() < 0.8)
             managers = db.execute("SELECT count(*) FROM user_roles WHERE role = 'manager'").fetchone()[0]
-            now = datetime.now().astimezone()
+            now = dates.office_now()
             result, steady = timed(lambda: enrolment.refresh_open_campaigns(db, app.config, now))
             print(f"eligibility job, nothing changed: {steady * 1000:.0f} ms — {result}"
                   f" ({len(eligible):,} eligible)")

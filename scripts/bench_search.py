@@ -16,7 +16,11 @@ then prints:
   memory, sampled every 10 ms) — RSS also counts the index files each server thread maps,
   which are the operating system's shared page cache, once in physical memory.
 
-    .venv/bin/python scripts/bench_search.py [--sizes 20000,100000] [--queries 200]
+    .venv/bin/python scripts/bench_search.py [--sizes 20000,100000] [--queries 200] [--keep DIR]
+
+``--keep DIR`` builds each size's data folder in DIR/<size> and keeps it; a later run with
+the same DIR skips the fill and the rebuild and runs only the search half, on a copy (the
+benchmark indexes one new case, which must not pile up in the kept folder).
 """
 
 import argparse
@@ -24,6 +28,7 @@ import json
 import random
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,25 +159,46 @@ def bench_update(app, user):
         return (time.perf_counter() - started) * 1000
 
 
-def run(size, n_queries, rng):
+def run(size, n_queries, rng, keep=None):
+    if keep is not None:
+        kept = Path(keep) / str(size)
+        if not (kept / "bench-complete").exists():
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.mkdir(parents=True)
+            build(str(kept), size, n_queries, rng, serve=False)
+            (kept / "bench-complete").touch()
+        else:
+            print(f"\n== {size:,} cases (reusing {kept})", flush=True)
+        with tempfile.TemporaryDirectory() as data_dir:
+            shutil.copytree(kept, data_dir, dirs_exist_ok=True)
+            subprocess.run([sys.executable, __file__, "--serve", data_dir,
+                            "--queries", str(n_queries)], check=True)
+        return
     with tempfile.TemporaryDirectory() as data_dir:
-        app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "bench"})
-        app.test_cli_runner().invoke(args=["init"])
-        with app.app_context():
-            db = get_db()
-            insert_seconds = fill(db, size - 180, rng)
-            department_id = users.get_department_by_code(db, "kumin-koseki")["department_id"]
-            users.create_user(db, users.SYSTEM, login="bench", display_name="計測",
-                              department_id=department_id, roles=["staff"], password=PASSWORD)
-            started = time.perf_counter()
-            count = search.rebuild(db, data_dir, procs=2)
-            build = time.perf_counter() - started
-        size_mb = sum(f.stat().st_size for f in search.index_path(data_dir).rglob("*")) / 2**20
-        print(f"\n== {count:,} cases")
-        print(f"database fill         {insert_seconds:6.1f} s")
-        print(f"full rebuild          {build:6.1f} s  ({count / build:,.0f} cases/s, procs=2)")
-        print(f"index size            {size_mb:6.1f} MB", flush=True)
-        # Queries run in a fresh process, as the app would: its memory is the app's.
+        build(data_dir, size, n_queries, rng)
+
+
+def build(data_dir, size, n_queries, rng, serve=True):
+    """Fill a data folder with ``size`` cases, rebuild its index; then, if ``serve``,
+    run the search half on it in a fresh process."""
+    app = create_app({"TESTING": True, "DATA_DIR": data_dir, "SECRET_KEY": "bench"})
+    app.test_cli_runner().invoke(args=["init"])
+    with app.app_context():
+        db = get_db()
+        insert_seconds = fill(db, size - 180, rng)
+        department_id = users.get_department_by_code(db, "kumin-koseki")["department_id"]
+        users.create_user(db, users.SYSTEM, login="bench", display_name="計測",
+                          department_id=department_id, roles=["staff"], password=PASSWORD)
+        started = time.perf_counter()
+        count = search.rebuild(db, data_dir, procs=2)
+        seconds = time.perf_counter() - started
+    size_mb = sum(f.stat().st_size for f in search.index_path(data_dir).rglob("*")) / 2**20
+    print(f"\n== {count:,} cases")
+    print(f"database fill         {insert_seconds:6.1f} s")
+    print(f"full rebuild          {seconds:6.1f} s  ({count / seconds:,.0f} cases/s, procs=2)")
+    print(f"index size            {size_mb:6.1f} MB", flush=True)
+    # Queries run in a fresh process, as the app would: its memory is the app's.
+    if serve:
         subprocess.run([sys.executable, __file__, "--serve", data_dir, "--queries", str(n_queries)],
                        check=True)
 
@@ -228,6 +254,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,100000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep each size's data folder in DIR/<size>; reuse it next time")
     parser.add_argument("--serve", metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -235,7 +263,7 @@ def main():
         return
     rng = random.Random(20261126)
     for size in (int(s) for s in args.sizes.split(",")):
-        run(size, args.queries, rng)
+        run(size, args.queries, rng, args.keep)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_load import (NoRedirect, cpu_seconds, peak_memory_mb, percentile,  # noqa: E402
                         start_server)
-from kb import campaigns, checklist, create_app, users  # noqa: E402
+from kb import campaigns, checklist, create_app, dates, users  # noqa: E402
 from kb.db import database_path, get_db  # noqa: E402
 
 PASSWORD = "load-test-password"
@@ -127,7 +127,7 @@ def main():
                 users.create_user(db, users.SYSTEM, login=f"answer{n:03d}", display_name=f"負荷{n}",
                                   department_id=department["department_id"], roles=["staff"],
                                   password=PASSWORD)
-            today = date.today()
+            today = dates.office_today()
             campaign_id = campaigns.create_campaign(
                 db, author, title="負荷試験", opens_at=f"{today - timedelta(days=1)}T09:00",
                 closes_at=f"{today + timedelta(days=7)}T17:00", whole_office=True,

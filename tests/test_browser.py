@@ -80,7 +80,8 @@ def test_staff_signs_in_reads_an_external_case_and_signs_out(page, live_app):
     page.screenshot(path=ARTIFACTS / "home.png", full_page=True)
 
     page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="事例検索").click()
-    expect(page.get_by_text("180件の事例")).to_be_visible()
+    # The 180 seed cases, the 21 published demo reports and demo-staff's own submitted one.
+    expect(page.get_by_text("202件の事例")).to_be_visible()
 
     page.get_by_label("事例を検索").fill("BCC")
     page.keyboard.press("Enter")
@@ -355,10 +356,12 @@ def test_reviewer_opens_the_dashboard(page, live_app):
     page.locator("svg.chart").first.wait_for()
     assert page.locator("svg.chart").count() >= 3
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
-    page.get_by_label("期間（はじめ）").fill("2026-03-01")
-    page.get_by_label("期間（おわり）").fill("2026-01-01")
+    # Days are typed the Japanese way, whatever the browser's language.
+    page.get_by_label("期間（はじめ）").fill("2026/03/01")
+    page.get_by_label("期間（おわり）").fill("令和8年1月1日")
     page.get_by_role("button", name="集計する").click()
     expect(page.get_by_text("終わりの日が始まりの日より前になっています。")).to_be_visible()
+    expect(page.get_by_label("期間（おわり）")).to_have_value("令和8年1月1日")
 
 
 ROSTER_DEPARTMENT = "広報課"  # a 課 of the seeded departments (企画経営部)
@@ -367,9 +370,11 @@ ROSTER_DEPARTMENT = "広報課"  # a 課 of the seeded departments (企画経営
 def roster_file(tmp_path: Path) -> Path:
     """A small roster as 人事's system exports it: CP932, Japanese headers, CRLF; five people
     in 広報課, one of them the 課長 (所属長 by positions.yaml) and one on 育児休業 today."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
-    today = date.today()
+    from kb import dates
+
+    today = dates.office_today()
     leave_from, leave_until = (today - timedelta(days=60)).isoformat(), (today + timedelta(days=300)).isoformat()
     rows = [
         "職員番号,氏名,氏名カナ,所属,役職,在籍区分,区分開始日,区分終了日,メールアドレス",
@@ -511,11 +516,13 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     answer with the keyboard alone), wrong once, with the linked case explained; their
     所属長 sees who has not answered, prints the paper sheets and keys one in; the
     participation page shows the rate."""
-    from datetime import date, timedelta
+    from datetime import timedelta
+
+    from kb import dates
 
     base, passwords = live_app
     ARTIFACTS.mkdir(exist_ok=True)
-    today = date.today()
+    today = dates.office_today()
 
     # The reviewer: settings, questions from sections 3 and 4, a case for one question.
     sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
@@ -695,4 +702,136 @@ def test_selfcheck_from_authoring_to_answers_on_a_phone_paper_sheets_and_the_rat
     expect(done.get_by_role("row").filter(has_text=person).get_by_role("cell", name="紙で回答")).to_be_visible()
     page.get_by_role("link", name="自己点検の回答状況").click()  # the breadcrumb: not a 403
     expect(page.get_by_role("heading", name="自己点検の回答状況")).to_be_visible()
+    sign_out(page)
+
+
+DOCS_SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+
+
+def test_demo_reviewer_and_manager_find_the_dashboard_and_queues_filled(page, live_app):
+    """Issue #15: right after `init --demo`, the demo reviewer's and 所属長's first pages
+    show the demo reports: the figures, the overdue countermeasures, both queues, the
+    deadlines and 改訂候補."""
+    base, passwords = live_app
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="集計").click()
+    page.locator("svg.chart").first.wait_for()
+    departments = page.locator("section").filter(
+        has=page.get_by_role("heading", name="所属別（庁内）：事故とヒヤリ・ハット")).locator("tbody tr")
+    assert departments.count() >= 8
+    expect(departments.filter(has_text="生活福祉課")).to_be_visible()
+    assert page.locator(".overdue").filter(has_text="【デモ】").count() >= 3  # overdue countermeasures
+    page.screenshot(path=DOCS_SCREENSHOTS / "dashboard.png", full_page=True)
+
+    page.goto(base + "/reports/queue/approved")
+    waiting = page.locator(".data-table tbody tr").filter(has_text="【デモ】")
+    assert waiting.count() >= 5
+    page.goto(base + "/reports/deadlines")
+    expect(page.get_by_role("link", name=re.compile("^【デモ】口座振替の案内メール"))).to_be_visible()
+    page.goto(base + "/checklist/revision")
+    assert page.get_by_role("link", name=re.compile("^【デモ】")).count() >= 3
+    sign_out(page)
+
+    sign_in(page, base, "demo-manager", passwords["demo-manager"])
+    page.goto(base + "/reports/queue/submitted")
+    mine = page.locator(".data-table tbody tr").filter(has_text="【デモ】")
+    assert mine.count() >= 3
+    expect(mine.filter(has_text="戸籍住民課").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "demo-manager-queue.png", full_page=True)
+    page.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="集計").click()
+    page.locator("svg.chart").first.wait_for()
+    expect(page.get_by_text("あなたの所属（戸籍住民課）の報告を集計しています。")).to_be_visible()
+    sign_out(page)
+
+
+def _guide_shot(page, name, locator=None, full_page=True):
+    """A screenshot for docs/ja/利用の手引き.md, written to docs/screenshots/ at 1280 wide.
+    The whole file name is spelt at each call: tests/test_docs.py greps for it."""
+    target = DOCS_SCREENSHOTS / name
+    if locator is not None:
+        locator.screenshot(path=target)
+    else:
+        page.screenshot(path=target, full_page=full_page)
+
+
+def test_the_user_guide_pages_show_the_demo_and_are_captured_for_the_guide(page, live_app):
+    """Issue #15: the pages 利用の手引き shows that no other journey captures, each checked
+    for what the guide says is on it before its screenshot is taken."""
+    base, passwords = live_app
+    nav = page.get_by_role("navigation", name="メインメニュー")
+    miss = "ザリガニ"  # found nowhere: the search log lists it for the reviewer below
+
+    # 職員: the self-check banner on the front page, the vocabulary notice, the report choice.
+    sign_in(page, base, "demo-staff", passwords["demo-staff"])
+    expect(page.locator(".selfcheck-banner").get_by_role("link", name=re.compile(
+        r"^自己点検があります（期限 \d+月\d+日・約\d+分）$"))).to_be_visible()
+    expect(page.get_by_role("navigation", name="作業を選ぶ").get_by_role("link", name="FAX送信")).to_be_visible()
+    _guide_shot(page, "guide-home-banner.png", full_page=False)
+    page.get_by_label("事例を検索").fill("書類をなくした")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(re.compile(r"『なくした』は『.+』も含めて検索しました。"))).to_be_visible()
+    expect(page.get_by_role("link", name="入力した言葉だけで検索する")).to_be_visible()
+    assert page.locator(".case-card").count() > 0
+    _guide_shot(page, "guide-search-vocabulary.png", full_page=False)
+    page.get_by_label("事例を検索").fill(miss)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("0件", exact=False).first).to_be_visible()
+    nav.get_by_role("link", name="報告する").click()
+    expect(page.get_by_role("link", name=re.compile("^ヒヤリ・ハットを報告する"))).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile("^事故を報告する"))).to_be_visible()
+    _guide_shot(page, "guide-report-new.png")
+    sign_out(page)
+
+    # 所属長: the approval queue, a countermeasure's progress, the 自己点検 list.
+    sign_in(page, base, "demo-manager", passwords["demo-manager"])
+    page.goto(base + "/reports/queue/submitted")
+    assert page.locator(".data-table tbody tr").filter(has_text="【デモ】").count() >= 3
+    _guide_shot(page, "guide-manager-queue.png")
+    page.goto(base + "/dashboard")
+    page.locator(".overdue a, .data-table a").filter(has_text="【デモ】委任状の範囲を超えて").first.click()
+    countermeasures = page.locator("#countermeasures")
+    expect(countermeasures.get_by_label("進み具合").first).to_be_visible()
+    expect(countermeasures.get_by_role("button", name="更新").first).to_be_visible()
+    _guide_shot(page, "guide-countermeasures.png", countermeasures)
+    nav.get_by_role("link", name="自己点検（所属）").click()
+    expect(page.get_by_role("link", name="戸籍住民課").first).to_be_visible()
+    _guide_shot(page, "guide-selfcheck-manage.png")
+    sign_out(page)
+
+    # 情報管理担当: the queues, 報告期限 and the 公表 record, sharing, 言い換え, 検索ログ, 自己点検.
+    sign_in(page, base, "demo-reviewer", passwords["demo-reviewer"])
+    page.goto(base + "/reports/queue/approved")
+    assert page.locator(".data-table tbody tr").filter(has_text="【デモ】").count() >= 5
+    _guide_shot(page, "guide-reviewer-queue.png")
+    page.get_by_role("navigation", name="報告メニュー").get_by_role("link", name="報告期限").click()
+    deadline = page.get_by_role("link", name=re.compile("^【デモ】口座振替の案内メール"))
+    expect(deadline).to_be_visible()
+    _guide_shot(page, "guide-deadlines.png")
+    deadline.click()
+    record = page.locator("#statutory")
+    expect(record.get_by_label("公表のURL", exact=False)).to_be_visible()
+    expect(record.get_by_role("button", name="報告・公表の記録を保存")).to_be_visible()
+    _guide_shot(page, "guide-statutory.png", record)
+    page.goto(base + "/sharing/export")
+    expect(page.get_by_role("button", name="書き出す（ダウンロード）")).to_be_visible()
+    _guide_shot(page, "guide-sharing-export.png")
+    nav.get_by_role("link", name="言い換え").click()
+    expect(page.get_by_role("heading", name="言い換え（同義語）")).to_be_visible()
+    expect(page.get_by_role("cell", name=re.compile("なくした")).first).to_be_visible()
+    _guide_shot(page, "guide-vocabulary.png", full_page=False)
+    nav.get_by_role("link", name="検索ログ").click()
+    expect(page.get_by_role("cell", name=miss, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=f"「{miss}」の言い換えを追加")).to_be_visible()
+    _guide_shot(page, "guide-search-log.png")
+    nav.get_by_role("link", name="自己点検", exact=True).click()
+    expect(page.get_by_role("link", name="【デモ】下期 個人情報 自己点検（FAX・メール）")).to_be_visible()
+    _guide_shot(page, "guide-campaigns.png")
+    sign_out(page)
+
+    # 研修担当: making a workshop.
+    sign_in(page, base, "demo-trainer", passwords["demo-trainer"])
+    nav.get_by_role("link", name="研修").click()
+    expect(page.get_by_role("heading", name="新しい研修を作る")).to_be_visible()
+    expect(page.get_by_label("研修の名前")).to_be_visible()
+    _guide_shot(page, "guide-workshops.png")
     sign_out(page)

@@ -8,12 +8,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from kb import campaigns, participation, roster, selfcheck, staff, users
+from kb import campaigns, dates, participation, roster, selfcheck, staff, users
 from kb.db import get_db
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from tests.conftest import csrf_token, login, post_form
 
-TODAY = date.today()
+TODAY = dates.office_today()
 OPENS = f"{TODAY - timedelta(days=1)}T09:00"
 CLOSES = f"{TODAY + timedelta(days=14)}T17:00"
 HEADER = "職員番号,氏名,氏名カナ,所属,役職,在籍区分,区分開始日,区分終了日,メールアドレス"

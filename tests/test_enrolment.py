@@ -2,11 +2,9 @@
 invited once, people who leave it lose the banner, and the demo roster is never mailed.
 Through the real importer, the real scheduler and a real SMTP server on loopback."""
 
-from datetime import datetime
-
 import pytest
 
-from kb import campaigns, demo_campaigns, demo_roster, enrolment, selfcheck, staff, users
+from kb import campaigns, dates, demo_campaigns, demo_roster, enrolment, selfcheck, staff, users
 from kb.db import get_db, transaction
 from tests.conftest import login
 from tests.test_campaigns import LONG_AGO, TODAY, load_roster, make_campaign
@@ -150,4 +148,4 @@ def test_the_scheduler_runs_the_full_refresh_at_most_every_ten_minutes_on_the_cl
     assert "skipped" not in first
     assert "skipped" in enrolment._refresh(db, {}, None)  # a minute later: not again
     # a given moment (tests, `send-mail` replays) always runs
-    assert "skipped" not in enrolment._refresh(db, {}, datetime.now())
+    assert "skipped" not in enrolment._refresh(db, {}, dates.office_now())

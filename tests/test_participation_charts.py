@@ -4,17 +4,17 @@ correlation with reports, who may see them, and the demo campaigns (issue #13)."
 import csv
 import io
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
-from kb import campaigns, participation_charts, users
+from kb import campaigns, dates, participation_charts, users
 from kb.db import get_db
 from kb.exceptions import Forbidden
 from tests.conftest import login
 from tests.test_campaigns import department_id, finish, load_roster, make_campaign, open_
 
-TODAY = date.today()
+TODAY = dates.office_today()
 
 
 @pytest.fixture

@@ -55,6 +55,49 @@ def test_a_reused_connection_starts_each_request_clean(data_dir):
         assert get_db() is not one
 
 
+def _damage_index(data_dir) -> None:
+    """Cut every segment file of the index short, as a full disk or a bad copy would."""
+    for segment in search.index_path(data_dir).glob("*.seg"):
+        segment.write_bytes(segment.read_bytes()[:1000])
+
+
+def test_a_damaged_index_is_rebuilt_when_the_app_starts(data_dir):
+    _damage_index(data_dir)
+    assert not search.is_current(data_dir)
+    app = make_app(data_dir)  # the start finds it unreadable and rebuilds it from SQLite
+    assert search.is_current(data_dir)
+    with app.app_context():
+        result = search.search_cases(search.get_index(data_dir), get_db(), users.READER, "FAX")
+    assert result.total > 0 and search.UNAVAILABLE not in result.notices
+
+
+def test_search_answers_from_sqlite_while_a_damaged_index_is_rebuilt(data_dir, caplog):
+    app = make_app(data_dir)
+    add_user(app, "hanako", "staff")
+    client = app.test_client()
+    login(client, "hanako")
+    assert search.UNAVAILABLE not in client.get("/cases?q=FAX").get_data(as_text=True)
+    with app.app_context():
+        case_id = get_db().execute("SELECT case_id FROM cases WHERE title LIKE '%FAX%'"
+                                   " AND status = 'published' LIMIT 1").fetchone()[0]
+    _damage_index(data_dir)
+    search._forget(data_dir)  # a searcher opened after the damage
+    with caplog.at_level(logging.ERROR, logger="kb.search"):
+        response = client.get("/cases?q=FAX+誤送信")  # not answered from the result cache
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200 and search.UNAVAILABLE in page
+        assert re.search(r'href="/cases/\d+', page)  # found by the SQLite listing meanwhile
+        assert client.get(f"/cases/{case_id}").status_code == 200  # no similar cases, no error
+    assert "search index unreadable" in caplog.text
+    for _ in range(600):  # the rebuild runs in the background
+        if not search._recovering:
+            break
+        time.sleep(0.05)
+    assert search.is_current(data_dir)
+    page = client.get("/cases?q=FAX+誤送信&sort=date").get_data(as_text=True)
+    assert search.UNAVAILABLE not in page and re.search(r'href="/cases/\d+\?q=', page)
+
+
 def test_a_held_index_lock_does_not_fail_the_save_and_check_heals_it(data_dir, make_user, caplog):
     app = make_app(data_dir, INDEX_WRITER_TIMEOUT=0.2)
     add_user(app, "hanako", "staff")

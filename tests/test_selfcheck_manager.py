@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from kb import campaigns, participation, reminders, scheduler, selfcheck, users
+from kb import campaigns, dates, participation, reminders, scheduler, selfcheck, users
 from kb.db import database_path, get_db, open_db, transaction
 from tests.conftest import csrf_token, login, make_app
 from tests.smtp_server import SmtpServer
@@ -20,7 +20,7 @@ CLOSES = f"{TODAY + timedelta(days=3)}T17:00"
 # The clock of every mail test: campaigns open, the scheduler runs, at this moment (or a
 # given number of days and minutes later), never at the wall clock's, which may have
 # passed midnight since TODAY was read.
-NOW = datetime.combine(TODAY, time(10, 0)).astimezone()
+NOW = datetime.combine(TODAY, time(10, 0), tzinfo=dates.OFFICE_TZ)
 KOSEKI = "kumin-koseki"
 CLOSED_SHEETS = "締め切った自己点検の回答用紙は印刷できません"
 

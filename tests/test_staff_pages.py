@@ -7,12 +7,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from kb import demo_roster, roster, staff, users
+from kb import dates, demo_roster, roster, staff, users
 from kb.db import get_db
 from tests.conftest import csrf_token, login, make_app
 from tests.test_staff import MANAGERS, person, roster_bytes
 
-TODAY = date.today()
+TODAY = dates.office_today()
 
 
 def _token(client) -> str:

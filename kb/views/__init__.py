@@ -7,6 +7,9 @@ from kb import exceptions
 from kb.views import (admin, api, auth, campaigns, cases, checklist, dashboard, external, home,
                       reports, selfcheck, slips, staff, workshops)
 from kb.views import department_checks, outbox, participation
+from kb.views import querylog
+from kb.views import vocabulary
+from kb.views import sharing
 
 # The main navigation, in the order the design names it: (endpoint, text, the roles
 # that see it or None for everyone). The views check the roles again.
@@ -23,6 +26,8 @@ NAVIGATION = (
     ("department_checks.index", "自己点検（所属）", ("manager",)),
     ("participation.index", "自己点検の回答率", ("manager", "reviewer")),
     ("outbox.index", "メール", ("reviewer", "admin")),
+    ("querylog.index", "検索ログ", ("reviewer",)),
+    ("vocabulary.index", "言い換え", ("reviewer",)),
 )
 
 ERROR_TEXTS = {
@@ -60,6 +65,9 @@ def init_app(app) -> None:
     for module in (auth, home, cases, checklist, reports, external, workshops, dashboard,
                    admin, api, slips, staff, campaigns, selfcheck, outbox, participation, department_checks):
         app.register_blueprint(module.bp)
+    app.register_blueprint(querylog.bp)
+    app.register_blueprint(vocabulary.bp)
+    app.register_blueprint(sharing.bp)
 
     app.jinja_env.globals["NAVIGATION"] = NAVIGATION
     app.jinja_env.globals["my_workshops"] = _my_workshops

@@ -5,7 +5,7 @@ import re
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from kb import cases, checklist, reports, search, workflow
+from kb import cases, checklist, querylog, reports, search, workflow
 from kb.db import get_db
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -47,26 +47,35 @@ def index():
     sort = "date" if request.args.get("sort") == "date" else "relevance"
     page = max(1, request.args.get("page", 1, type=int))
     page_size = current_app.config["PAGE_SIZE"]
+    exact = request.args.get("exact") == "1"  # only the typed words, no 言い換え
     result = search.search_cases(search.get_index(current_app.config["DATA_DIR"]), get_db(),
                                  current_user, q or "", filters=filters, sort=sort, page=page,
-                                 page_size=page_size)
+                                 page_size=page_size, exact=exact)
+    # The query log (what search fails to find): never who searched. 「検索する」 on the log
+    # page sends nolog, so a reviewer checking a query does not count it again.
+    logged = not request.args.get("nolog")
+    if logged:
+        querylog.record_search(get_db(), q or "", found=result.total, filters=filters, page=page)
     return render_template(
         "cases/index.html", result=result, q=q or "", filters=filters, sort=sort, page=page,
+        open_q=(q or None) if logged else None,
         pages=max(1, -(-result.total // page_size)), notices=notices + result.notices,
-        filter_labels=FILTER_LABELS, suggestions=_broader(q or ""),
-        link_args=search_link_args(q or "", filters, sort),
+        filter_labels=FILTER_LABELS, suggestions=_broader(q or ""), exact=exact,
+        link_args=search_link_args(q or "", filters, sort, exact=exact),
     )
 
 
-def search_link_args(q: str, filters: dict, sort: str) -> dict:
-    """The arguments of this search's links (chips, facets, pages): the parsed query, filters
-    and sort only. Raw query parameters never reach url_for, where names such as
+def search_link_args(q: str, filters: dict, sort: str, *, exact: bool = False) -> dict:
+    """The arguments of this search's links (chips, facets, pages): the parsed query, filters,
+    sort and ``exact`` only. Raw query parameters never reach url_for, where names such as
     ``endpoint`` or ``_external`` would fail the page or make the links absolute."""
     args = dict(filters)
     if q:
         args["q"] = q
     if sort == "date":
         args["sort"] = sort
+    if exact:
+        args["exact"] = "1"
     return args
 
 
@@ -78,7 +87,10 @@ def _broader(q: str) -> list[str]:
 
 @bp.route("/<int:case_id>")
 def show(case_id: int):
-    return render_case(case_id)
+    response = render_case(case_id)
+    if request.args.get("q"):  # opened from a result list: the search found something useful
+        querylog.record_open(get_db(), request.args["q"])
+    return response
 
 
 def render_case(case_id: int, *, status: int = 200, conflict: dict | None = None):

@@ -259,6 +259,15 @@ def review_pii(case_id):
     return _back(case_id)
 
 
+STATUTORY_INVALID_MESSAGE = "保存できませんでした（何も変更していません）。赤字の項目を直してください。"
+
+
+def _statutory_typed(form) -> dict:
+    return {key: form.get(key, "") for key in (
+        "prelim_reported_on", "final_reported_on", "disclosure", "disclosure_reason",
+        "disclosed_on", "disclosure_url", "version")}
+
+
 @bp.route("/<int:case_id>/statutory", methods=["POST"])
 def statutory_record(case_id):
     form = request.form
@@ -268,15 +277,18 @@ def statutory_record(case_id):
             prelim_reported_on=form.get("prelim_reported_on", ""),
             final_reported_on=form.get("final_reported_on", ""),
             disclosure=form.get("disclosure", ""),
-            disclosure_reason=form.get("disclosure_reason", ""), version=form.get("version", ""))
+            disclosure_reason=form.get("disclosure_reason", ""), version=form.get("version", ""),
+            disclosed_on=form.get("disclosed_on", ""),
+            disclosure_url=form.get("disclosure_url", ""))
     except Invalid as error:
-        return _invalid(case_id, error)
+        # The form again with each message beside its field and what was typed kept.
+        return render_case(case_id, status=422, conflict={
+            "form": "statutory", "message": STATUTORY_INVALID_MESSAGE,
+            "errors": error.errors, "typed": _statutory_typed(form)})
     except Conflict:
         return render_case(case_id, status=409, conflict={
             "form": "statutory", "message": CASE_CONFLICT_MESSAGE,
-            "typed": {key: form.get(key, "") for key in (
-                "prelim_reported_on", "final_reported_on", "disclosure", "disclosure_reason",
-                "version")}})
+            "typed": _statutory_typed(form)})
     flash("報告・公表の記録を保存しました。", "success")
     return _back(case_id)
 

@@ -4,14 +4,13 @@ page with their history and a manual status change."""
 import re
 import secrets
 import time
-from datetime import date
 from pathlib import Path
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    session, url_for)
 from flask_login import current_user
 
-from kb import roles, roster, staff, users
+from kb import dates, roles, roster, staff, users
 from kb.db import get_db
 from kb.exceptions import Conflict, Invalid
 
@@ -61,7 +60,7 @@ def person(user_id: int):
 
 def _render_person(user_id: int, *, typed=None, errors=None, conflict=None, status=200):
     person = staff.staff_person(get_db(), current_user, user_id)
-    form = typed or {"status": "", "starts_on": date.today().isoformat(), "ends_on": "",
+    form = typed or {"status": "", "starts_on": dates.office_today().isoformat(), "ends_on": "",
                      "reason": "", "version": person["account"]["version"]}
     return render_template("staff/person.html", person=person, form=form, errors=errors or {},
                            conflict=conflict), status
