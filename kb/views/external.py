@@ -1,23 +1,19 @@
 """Reviewers' handling of cases from other municipalities: import with a preview, edit, withdraw."""
 
-import re
 import secrets
-import time
 from pathlib import Path
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from kb import imports, roles
 from kb.db import get_db
 from kb.exceptions import Conflict, Invalid
+from kb.views import uploads
 from kb.views.cases import render_case
 
 bp = Blueprint("external", __name__, url_prefix="/external")
 
-UPLOAD_DIR = "uploads"
-UPLOAD_LIFETIME = 24 * 3600
 LARGE_IMPORT = 200  # cases; more take the search index minutes rather than seconds
 
 
@@ -26,19 +22,8 @@ def _reviewers_only():
     roles.require_role(current_user, "reviewer")
 
 
-def _uploads() -> Path:
-    folder = Path(current_app.config["DATA_DIR"]) / UPLOAD_DIR
-    folder.mkdir(exist_ok=True)
-    for old in folder.glob("*.upload"):  # previews nobody committed
-        if time.time() - old.stat().st_mtime > UPLOAD_LIFETIME:
-            old.unlink(missing_ok=True)
-    return folder
-
-
 def _upload_path(token: str) -> Path:
-    if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
-        abort(400)
-    return _uploads() / f"{token}.upload"
+    return uploads.held(token, "{}.upload")
 
 
 @bp.route("/import", methods=["GET", "POST"])

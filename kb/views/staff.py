@@ -1,9 +1,7 @@
 """The admin's roster pages: upload 人事's roster with a preview, the staff list, a person's
 page with their history and a manual status change."""
 
-import re
 import secrets
-import time
 from pathlib import Path
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
@@ -13,11 +11,10 @@ from flask_login import current_user
 from kb import dates, roles, roster, staff, users
 from kb.db import get_db
 from kb.exceptions import Conflict, Invalid
+from kb.views import uploads
 
 bp = Blueprint("staff", __name__, url_prefix="/admin/staff")
 
-UPLOAD_DIR = "uploads"
-UPLOAD_LIFETIME = 24 * 3600
 # Previews an admin may still commit (the newest ones, per session).
 KEPT_PREVIEWS = 5
 SHOWN_ROWS = 500  # rows of each list in a preview; the counts cover everything
@@ -95,14 +92,9 @@ def _managers() -> frozenset:
 
 def _upload_path(token: str) -> Path:
     """The stored upload of a preview this session made (400 for any other token)."""
-    if not re.fullmatch(r"[0-9a-f]{32}", token or "") or token not in session.get("roster_previews", []):
+    if token not in session.get("roster_previews", []):
         abort(400)
-    folder = Path(current_app.config["DATA_DIR"]) / UPLOAD_DIR
-    folder.mkdir(exist_ok=True)
-    for old in folder.glob("roster-*.upload"):  # previews nobody committed
-        if time.time() - old.stat().st_mtime > UPLOAD_LIFETIME:
-            old.unlink(missing_ok=True)
-    return folder / f"roster-{token}.upload"
+    return uploads.held(token, "roster-{}.upload")
 
 
 def _keep_upload(data: bytes) -> str:

@@ -1,22 +1,18 @@
 """言い換え（同義語）: the reviewers' pages for the search vocabulary, and its CSV."""
 
-import re
 import secrets
-import time
 from pathlib import Path
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
-                   request, url_for)
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from kb import imports, roles, vocabulary
 from kb.db import get_db
 from kb.exceptions import Conflict, Invalid, NotFound
+from kb.views import uploads
 
 bp = Blueprint("vocabulary", __name__, url_prefix="/admin/vocabulary")
 
-UPLOAD_DIR = "uploads"
-UPLOAD_LIFETIME = 24 * 3600
 
 CONFLICT_MESSAGE = ("このグループは、あなたが画面を開いた後に別の人が変更しています。あなたの入力はこの画面に"
                     "残してあります（まだ保存していません）。入力を控えてから一覧を開き直し、最新の内容に"
@@ -119,19 +115,8 @@ def download():
                     headers={"Content-Disposition": "attachment; filename=vocabulary.csv"})
 
 
-def _uploads() -> Path:
-    folder = Path(current_app.config["DATA_DIR"]) / UPLOAD_DIR
-    folder.mkdir(exist_ok=True)
-    for old in folder.glob("*.vocabulary"):  # previews nobody applied
-        if time.time() - old.stat().st_mtime > UPLOAD_LIFETIME:
-            old.unlink(missing_ok=True)
-    return folder
-
-
 def _upload_path(token: str) -> Path:
-    if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
-        abort(400)
-    return _uploads() / f"{token}.vocabulary"
+    return uploads.held(token, "{}.vocabulary")
 
 
 def _preview(data: bytes, filename: str, *, status: int = 200, notice: str | None = None):
