@@ -4,9 +4,11 @@ lifecycle draft → open → closed.
 A campaign is made by the reviewers (情報管理担当). Its questions are ○× statements
 generated from chosen checklist sections or items (``kb.quiz``) that the author then
 edits, adds or drops; each keeps its item code, an explanation and optionally a linked
-published case. Opening freezes the question set, writes who is addressed and queues an
-invitation to each of them who has an address (``kb.mail``), in one transaction; closing
-freezes who was eligible (``kb.participation``). Taking a campaign is ``kb.selfcheck``.
+published case. Opening freezes the question set and writes who is addressed, in one
+transaction; the invitations (``kb.mail``) go to each of them who has an address when the
+campaign starts — in that transaction when its opening time has come, else from the
+scheduler's ``campaign_invitations`` job once it has. Closing freezes who was eligible
+(``kb.participation``). Taking a campaign is ``kb.selfcheck``.
 """
 
 import json
@@ -40,6 +42,12 @@ def local_moment(now: datetime | None) -> str:
     return dates.in_office_time(now if now is not None else dates.office_now()).strftime(TIME_FORMAT)
 
 
+def has_started(campaign: dict, now: datetime | None = None) -> bool:
+    """Whether the campaign's opening time has come at ``now`` (default: the clock). Before
+    it nobody is invited, shown the banner, reminded or allowed to answer."""
+    return campaign["opens_at"] <= local_moment(now)
+
+
 def _as_moment(local: str | None) -> datetime | None:
     """A stored local time back as an aware datetime (None stays None: the clock)."""
     return datetime.strptime(local, TIME_FORMAT).replace(tzinfo=dates.OFFICE_TZ) if local else None
@@ -62,8 +70,9 @@ def list_campaigns(db, actor) -> list[dict]:
 
 
 def get_campaign(db, actor, campaign_id: int) -> dict:
-    """A campaign with ``department_ids`` (empty for the whole office) and ``questions`` in
-    order (each with ``case_title`` of its linked case). Reviewers only."""
+    """A campaign with ``department_ids`` (empty for the whole office), ``questions`` in
+    order (each with ``case_title`` of its linked case) and ``started`` (its opening time
+    has come on the clock). Reviewers only."""
     require_role(actor, "reviewer")
     campaign = participation.campaign_row(db, campaign_id)
     campaign["department_ids"] = [row[0] for row in db.execute(
@@ -73,6 +82,7 @@ def get_campaign(db, actor, campaign_id: int) -> dict:
         " LEFT JOIN cases c ON c.case_id = q.case_id WHERE q.campaign_id = ?"
         " ORDER BY q.position, q.question_id", [campaign_id])
     campaign["editable"] = campaign["status"] == "draft"
+    campaign["started"] = has_started(campaign)
     return campaign
 
 
@@ -347,13 +357,16 @@ def suggest_cases(db, ix, actor, campaign_id: int, question_id: int, limit: int 
 
 # --- lifecycle ------------------------------------------------------------------------------
 
-def open_campaign(db, actor, campaign_id: int, *, version=None, now: str | None = None) -> int:
+def open_campaign(db, actor, campaign_id: int, *, version=None, now: str | None = None) -> int | None:
     """Open a draft: the question set is frozen from now on, who is addressed is written,
-    and an invitation is queued for each of them with an e-mail address — all in one
-    transaction. Returns the number of invitations. Invalid without questions, with a
-    pass mark above the questions a person gets, or when the closing time has passed;
-    Conflict when the campaign changed since ``version``. ``now`` (local
-    "YYYY-MM-DDTHH:MM", default the clock) also dates the invitations."""
+    and — if its opening time has come — an invitation is queued for each of them with an
+    e-mail address, all in one transaction. Returns the number of invitations, or None
+    for a campaign opened before its opening time: its invitations are queued by the
+    scheduler's ``campaign_invitations`` job once that time comes (a mail must not lead to
+    a quiz that cannot be answered yet). Invalid without questions, with a pass mark above
+    the questions a person gets, or when the closing time has passed; Conflict when the
+    campaign changed since ``version``. ``now`` (local "YYYY-MM-DDTHH:MM", default the
+    clock) also dates the invitations."""
     require_role(actor, "reviewer")
     moment = _as_moment(now)
     now = now or local_now()
@@ -376,11 +389,13 @@ def open_campaign(db, actor, campaign_id: int, *, version=None, now: str | None 
         participation.write_eligibility(db, campaign_id, people)
         db.execute("UPDATE campaigns SET status = 'open', opened_at = ?, updated_at = ?,"
                    " version = version + 1 WHERE campaign_id = ?", [utcnow(), utcnow(), campaign_id])
+        started = has_started(campaign, moment)
         invited = queue_invitations(db, campaign, now=moment)
         audit.record(db, actor, "campaign_open", target=str(campaign_id),
                      detail={"eligible": sum(p["eligible"] for p in people.values()),
-                             "invitations": invited})
-    return invited
+                             "invitations": invited,
+                             **({} if started else {"invitations_at": campaign["opens_at"]})})
+    return invited if started else None
 
 
 def uninvited(db, campaign_id: int, user_ids=None) -> list[tuple[int, str]]:
@@ -405,9 +420,13 @@ def uninvited(db, campaign_id: int, user_ids=None) -> list[tuple[int, str]]:
 def queue_invitations(db, campaign: dict, *, user_ids=None, now: datetime | None = None,
                       settings=None) -> int:
     """Queue the invitation (``templates/mail/campaign_invitation.txt``) to each person
-    ``uninvited`` lists, inside the caller's transaction; return how many. The dedupe key
-    ``invite:<campaign>:<user>`` means nobody is ever invited twice to one campaign, at
-    its opening or when they join it later (``kb.enrolment``)."""
+    ``uninvited`` lists, inside the caller's transaction; return how many — none before the
+    campaign's opening time at ``now`` (default: the clock; ``invite_started_campaigns``
+    sends them when it comes). The dedupe key ``invite:<campaign>:<user>`` means nobody is
+    ever invited twice to one campaign, at its opening, at its opening time or when they
+    join it later (``kb.enrolment``)."""
+    if not has_started(campaign, now):
+        return 0
     campaign_id = campaign["campaign_id"]
     context = {"campaign_id": campaign_id, "title": campaign["title"],
                "deadline": deadline_text(campaign["closes_at"]),
@@ -466,3 +485,31 @@ def close_due_campaigns(db, now: datetime | None = None) -> list[int]:
 def _close_due(db, settings, now=None) -> dict:
     """Due work: campaigns whose closing time has passed are closed and frozen."""
     return {"closed": close_due_campaigns(db, now)}
+
+
+def invite_started_campaigns(db, settings=None, now: datetime | None = None) -> dict:
+    """Queue the invitations of every open campaign whose opening time has come at ``now``
+    (default: the clock) to those addressed who have none yet; return {"invited": n}. For
+    campaigns opened before their opening time, whose invitations wait for it; once they
+    are queued, the dedupe key makes every later run a no-op, so it is idempotent however
+    often it runs, in however many processes, and after a restart. Read first, without the
+    write lock: a minute with nobody to invite writes nothing."""
+    moment = local_moment(now)
+    invited = 0
+    for campaign in db.execute_returning_dicts(
+            "SELECT * FROM campaigns WHERE status = 'open' AND opens_at <= ? AND closes_at > ?"
+            " ORDER BY campaign_id", [moment, moment]):
+        if not uninvited(db, campaign["campaign_id"]):
+            continue
+        with transaction(db):
+            # Again inside the write lock: the campaign may have closed meanwhile.
+            campaign = participation.campaign_row(db, campaign["campaign_id"])
+            if campaign["status"] == "open":
+                invited += queue_invitations(db, campaign, now=now, settings=settings)
+    return {"invited": invited}
+
+
+@scheduler.register("campaign_invitations")
+def _invite_started(db, settings, now=None) -> dict:
+    """Due work: the invitations of campaigns whose opening time has come."""
+    return invite_started_campaigns(db, settings, now)

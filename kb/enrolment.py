@@ -18,9 +18,11 @@ right while a campaign is open:
   the banner appears — or goes — at once.
 
 Invitations use the opening's dedupe key ``invite:<campaign>:<user>``: nobody is invited
-twice to a campaign, however often either runs. Someone no longer addressed loses the
-banner and gets no reminders (both read the stored rows); a closed campaign's rows are
-frozen and never touched here.
+twice to a campaign, however often either runs; and nobody before the campaign's opening
+time (``campaigns.queue_invitations``): a campaign opened early has its rows kept right
+here and its invitations queued by ``campaigns.invite_started_campaigns`` when it starts.
+Someone no longer addressed loses the banner and gets no reminders (both read the stored
+rows); a closed campaign's rows are frozen and never touched here.
 """
 
 import json
@@ -82,7 +84,8 @@ def refresh_open_campaigns(db, settings=None, now: datetime | None = None) -> di
     totals = {"changed": 0, "invited": 0}
     for campaign in _open_campaigns(db):
         changed, gone = _changes(db, campaign, today)
-        if not changed and not gone and not campaigns.uninvited(db, campaign["campaign_id"]):
+        if not changed and not gone and not (campaigns.has_started(campaign, now)
+                                             and campaigns.uninvited(db, campaign["campaign_id"])):
             continue
         with transaction(db):
             # Again inside the write lock: the campaign may have closed meanwhile.

@@ -7,21 +7,25 @@ printed are the ones keyed in, and the same ones the person would see online. Qu
 already answered online are printed as such and not keyed in again. Keying a sheet in
 finishes the attempt, marked ``on_paper`` with who keyed it in (``keyed_in_by``), audited.
 
-Keying in is allowed until the campaign is closed (a sheet collected before the deadline
-may be keyed in after it, while the campaign is still open); once closed the figures are
-frozen and it is refused. The 所属長 of the person's 所属 (or of the 部 above it) and the
-reviewers may do both; the 所属長 never sees the score of what they keyed in.
+Keying in is allowed from the campaign's opening time until it is closed (a sheet collected
+before the deadline may be keyed in after it, while the campaign is still open); once closed
+the figures are frozen and it is refused. Sheets may be printed before the opening time, to
+hand out when it comes, but not keyed in: nobody answers before the start, online or on
+paper. The 所属長 of the person's 所属 (or of the 部 above it) and the reviewers may do
+both; the 所属長 never sees the score of what they keyed in.
 """
 
 import json
+from datetime import datetime
 
-from kb import audit, participation, selfcheck
+from kb import audit, campaigns, participation, selfcheck
 from kb.db import transaction, utcnow
 from kb.exceptions import Invalid, NotFound
 
 CLOSED = "締め切った自己点検の用紙は入力できません（集計は確定しています）。"
 CLOSED_PRINT = "締め切った自己点検の回答用紙は印刷できません。"
 DRAFT = "まだ開始していない自己点検です。開始してから用紙を印刷してください。"
+NOT_YET = "この自己点検は開始日時（{opens}）の前のため、用紙の回答はまだ入力できません。"
 ANSWER = "用紙のとおり○か×を選んでください。"
 EXCLUDED = "この方は対象から除外されています。用紙を入力するには、先に除外を取り消してください。"
 DONE = "この方は既に回答を終えています。用紙の入力は不要です。"
@@ -111,14 +115,16 @@ def sheet_for(db, actor, campaign_id: int, user_id: int) -> dict:
             "questions": _sheet(db, attempt, questions) if attempt else []}
 
 
-def key_in_sheet(db, actor, campaign_id: int, user_id: int, attempt_id: int, answers: dict) -> int:
+def key_in_sheet(db, actor, campaign_id: int, user_id: int, attempt_id: int, answers: dict,
+                 now: datetime | None = None) -> int:
     """Record a returned sheet: ``answers`` maps each question id not yet answered online
     (as int or str) to "1" (○) or "0" (×). Finishes the attempt with its score, marked
     ``on_paper`` and ``keyed_in_by`` the actor; audited as ``campaign_paper_key_in``.
     Returns how many answers were recorded.
 
     Invalid — nothing written — for a missing or unreadable answer (by field ``q<id>``),
-    a closed campaign, a person who is excluded or has finished meanwhile, or a sheet that
+    a closed campaign or one whose opening time has not come at ``now`` (an aware datetime,
+    default: the clock), a person who is excluded or has finished meanwhile, or a sheet that
     is not the person's current one (``sheet``); NotFound for someone outside the target;
     Forbidden for a 所属 the actor may not act for."""
     with transaction(db):
@@ -126,6 +132,8 @@ def key_in_sheet(db, actor, campaign_id: int, user_id: int, attempt_id: int, ans
         person = _person(db, actor, campaign, user_id)
         if campaign["status"] != "open":
             raise Invalid({"sheet": [DRAFT if campaign["status"] == "draft" else CLOSED]})
+        if not campaigns.has_started(campaign, now):
+            raise Invalid({"sheet": [NOT_YET.format(opens=campaign["opens_at"].replace("T", " "))]})
         if not person["eligible"]:
             raise Invalid({"sheet": [EXCLUDED]})
         questions = _questions(db, campaign_id)

@@ -26,9 +26,11 @@ def _snapshot(app) -> dict:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """One data folder after `init --demo` run twice: (app, first output, second output,
-    passwords, whether the second run changed nothing)."""
+    passwords, whether the second run changed nothing, the office's day it was made on —
+    what a test that asks the core about "today" passes, as the run may cross midnight)."""
     app = make_app(tmp_path_factory.mktemp("demo"))
     runner = app.test_cli_runner()
+    made_on = dates.office_today()
     first = runner.invoke(args=["init", "--demo"])
     assert first.exit_code == 0, first.output
     before = _snapshot(app)
@@ -36,7 +38,7 @@ def demo(tmp_path_factory):
     assert second.exit_code == 0, second.output
     unchanged = _snapshot(app) == before
     passwords = dict(re.findall(r"^  (demo-\S+)\s+(\S+)", first.output, re.MULTILINE))
-    return app, first.output, second.output, passwords, unchanged
+    return app, first.output, second.output, passwords, unchanged, made_on
 
 
 @pytest.fixture
@@ -102,13 +104,13 @@ def test_demo_countermeasures_are_done_in_progress_and_overdue(demo_db):
     assert sum(row["overdue"] for row in backlog if row["title"].startswith("【デモ】")) >= 3
 
 
-def test_demo_has_a_reported_incident_and_one_whose_deadline_is_near(demo_db):
+def test_demo_has_a_reported_incident_and_one_whose_deadline_is_near(demo, demo_db):
     reviewer = _user(demo_db, "demo-reviewer")
     reported = demo_db.execute_returning_dicts(
         "SELECT * FROM cases WHERE title LIKE '【デモ】%' AND prelim_reported_on IS NOT NULL"
         " AND final_reported_on IS NOT NULL AND status = 'published'")
     assert reported and all(row["prelim_reported_on"] < row["final_reported_on"] for row in reported)
-    due = [row for row in workflow.deadlines(demo_db, reviewer)
+    due = [row for row in workflow.deadlines(demo_db, reviewer, today=demo[5])
            if row["title"].startswith("【デモ】")]
     assert due and all(row["assessment"].reportable for row in due)
     assert any(0 <= row["days_left"] <= 7 for row in due)
@@ -159,7 +161,7 @@ def test_no_field_or_comment_of_a_demo_report_looks_like_personal_data(demo_db):
 
 
 def test_a_second_init_demo_changes_nothing_and_says_so(demo):
-    _, _, second, _, unchanged = demo
+    _, _, second, _, unchanged, _ = demo
     assert "demo reports: already created" in second
     assert unchanged
 
@@ -186,7 +188,7 @@ def _signed_in(app, login_id, password):
 
 
 def test_the_first_pages_of_the_demo_reviewer_and_manager_are_filled(demo):
-    app, _, _, passwords, _ = demo
+    app, _, _, passwords, _, _ = demo
     reviewer = _signed_in(app, "demo-reviewer", passwords["demo-reviewer"])
     waiting = reviewer.get("/reports/queue/approved").get_data(as_text=True)
     assert waiting.count("【デモ】") >= 5

@@ -85,7 +85,9 @@ def slip_rows(app, login_id):
 def test_admin_prints_one_slip_per_active_person_with_login_code_url_expiry_and_qr(
         client, app, signed_in, roster_people):
     signed_in("admin", department="kikaku-johoseisaku")
+    printed_from = datetime.now(timezone(timedelta(hours=9))).date()
     sheet = print_sheet(client, app)
+    printed_by = datetime.now(timezone(timedelta(hours=9))).date()
     html = sheet.get_data(as_text=True)
     assert sheet.status_code == 200
     assert sheet.headers["Cache-Control"] == "no-store"
@@ -95,8 +97,10 @@ def test_admin_prints_one_slip_per_active_person_with_login_code_url_expiry_and_
     assert "http://127.0.0.1:5000/slip?login=700001" in html and "localhost" not in html
     assert html.count('<svg viewBox=') == 2 and 'class="slip-qr"' in html
     assert " style=" not in html and "<style" not in html  # the strict CSP holds
-    last_day = (datetime.now(timezone(timedelta(hours=9))).date() + timedelta(days=14))
-    assert f"{last_day.year}年{last_day.month}月{last_day.day}日まで" in html
+    # 14 days after the day the app read while printing: one of these two, should a
+    # midnight (JST) fall during the request.
+    assert any(f"{d.year}年{d.month}月{d.day}日まで" in html
+               for d in {day + timedelta(days=14) for day in (printed_from, printed_by)})
     assert "一度だけ表示されます" in html
     assert "この用紙を印刷する" in html
     printed = audit_rows(app, "slip_print")

@@ -12,8 +12,6 @@ from kb.db import get_db
 from tests.conftest import csrf_token, login, make_app
 from tests.test_staff import MANAGERS, person, roster_bytes
 
-TODAY = dates.office_today()
-
 
 def _token(client) -> str:
     return csrf_token(client.get("/").get_data(as_text=True))
@@ -235,7 +233,8 @@ def test_an_unknown_person_is_404_for_admins(client, signed_in):
 
 @pytest.fixture
 def listed(app):
-    on_leave = (TODAY - timedelta(days=30)).isoformat(), (TODAY + timedelta(days=300)).isoformat()
+    today = dates.office_today()  # the leave spans it by weeks: a midnight between is harmless
+    on_leave = (today - timedelta(days=30)).isoformat(), (today + timedelta(days=300)).isoformat()
     core_import(app, [
         person("100001", "山田　太郎", kana="ヤマダ タロウ", department="kumin-koseki", position="課長"),
         person("100002", "佐藤　花子", kana="サトウ ハナコ", department="kumin-kazei", status="育児休業",
@@ -395,8 +394,12 @@ def test_init_demo_loads_the_demo_roster_through_the_importer_and_again_changes_
                           ).fetchone()[0] == 5
         today = {row["status"] for row in staff.list_staff(db, users.SYSTEM) if row["employee_number"]}
         assert today == set(staff.STATUSES)  # someone on each kind of leave now, and retired
+        # Today read after `init --demo` read its own, never before: the roster's department
+        # history starts on the day it was loaded, which a day read earlier (at import, or
+        # before a midnight the run crosses) would miss.
+        day = dates.office_today()
         leaves = staff.eligible_staff(db, users.get_department_by_code(db, "kumin")["department_id"],
-                                      TODAY, TODAY)
+                                      day, day)
         assert leaves  # the importer wrote department history the participation figures use
         heads = db.execute(
             "SELECT count(DISTINCT u.department_id) FROM users u JOIN user_roles r ON r.user_id = u.user_id"
@@ -412,7 +415,7 @@ def test_init_demo_loads_the_demo_roster_through_the_importer_and_again_changes_
 
 
 def test_the_demo_roster_loaded_again_months_later_changes_nothing(db):
-    first = demo_roster.load_demo_roster(db, managers=MANAGERS, today=TODAY)
+    first = demo_roster.load_demo_roster(db, managers=MANAGERS, today=date(2026, 12, 1))
     assert first.applied and len(first.added) > 250
-    later = demo_roster.load_demo_roster(db, managers=MANAGERS, today=TODAY + timedelta(days=200))
+    later = demo_roster.load_demo_roster(db, managers=MANAGERS, today=date(2027, 6, 19))
     assert not later.applied and later.unchanged == len(first.added)

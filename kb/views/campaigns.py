@@ -101,16 +101,17 @@ def show(campaign_id: int):
     return _render_show(campaign_id)
 
 
-def _act(campaign_id: int, action, success: str, typed=None):
+def _act(campaign_id: int, action, success, typed=None):
     """Run one write of the campaign page; refused ones show the page again with the
-    message beside the form that was sent and what was typed."""
+    message beside the form that was sent and what was typed. ``success`` is the message
+    flashed (``{outcome}`` is what the write returned), or a function making it."""
     try:
         outcome = action()
     except Invalid as error:
         return _render_show(campaign_id, errors=error.errors, typed=typed, status=422)
     except Conflict:
         return _render_show(campaign_id, typed=typed, conflict=CONFLICT_MESSAGE, status=409)
-    flash(success.format(outcome=outcome), "success")
+    flash(success(outcome) if callable(success) else success.format(outcome=outcome), "success")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))
 
 
@@ -171,7 +172,14 @@ def question(campaign_id: int, question_id: int):
 def open_(campaign_id: int):
     return _act(campaign_id, lambda: campaigns.open_campaign(
         get_db(), current_user, campaign_id, version=request.form.get("version", "")),
-        "自己点検を開始しました（案内メール{outcome}通を送信待ちにしました）。問題はこれ以降変更できません。")
+        _opened)
+
+
+def _opened(invited: int | None) -> str:
+    if invited is None:  # opened before its opening time: the invitations wait for it
+        return ("自己点検を開始しました。問題はこれ以降変更できません。案内メールは開始日時になったら送ります"
+                "（回答も開始日時から受け付けます）。")
+    return f"自己点検を開始しました（案内メール{invited}通を送信待ちにしました）。問題はこれ以降変更できません。"
 
 
 @bp.route("/<int:campaign_id>/close", methods=["POST"])
