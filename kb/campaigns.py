@@ -48,6 +48,14 @@ def has_started(campaign: dict, now: datetime | None = None) -> bool:
     return campaign["opens_at"] <= local_moment(now)
 
 
+def never_ran(campaign: dict) -> bool:
+    """Whether the campaign was closed before its opening time came (opened early, then
+    closed — say to put a wrong time right in a new one): nobody could take it, so it is
+    no "previous campaign" to compare with and has no results to summarise."""
+    return campaign["status"] == "closed" and bool(campaign["closed_at"]) \
+        and not has_started(campaign, datetime.fromisoformat(campaign["closed_at"]))
+
+
 def _as_moment(local: str | None) -> datetime | None:
     """A stored local time back as an aware datetime (None stays None: the clock)."""
     return datetime.strptime(local, TIME_FORMAT).replace(tzinfo=dates.OFFICE_TZ) if local else None

@@ -270,7 +270,8 @@ def department_status(db, actor, campaign_id: int, department_id: int) -> dict:
     anyone else; NotFound for an unknown campaign). Drafts too: exclusions can be
     recorded before a campaign opens.
 
-    Returns {"campaign", "department", "completed": [...], "not_yet": [...],
+    Returns {"campaign", "department", "started" (its opening time has come: before it
+    nobody can answer, online or on paper), "completed": [...], "not_yet": [...],
     "excluded": [...]}; each person has user_id, login, employee_number, name, has_email,
     and for completed ones finished_at and on_paper, for excluded ones reason,
     reason_label and (for a 所属長's exclusion) note.
@@ -285,7 +286,10 @@ def department_status(db, actor, campaign_id: int, department_id: int) -> dict:
     accounts = {row["user_id"]: row for row in db.query(
         "SELECT user_id, login, employee_number, display_name, email FROM users"
         " WHERE user_id IN (SELECT value FROM json_each(?))", [json.dumps(list(people))])}
+    from kb import campaigns  # here, not at the top: campaigns imports this module
+
     result = {"campaign": campaign, "department": _departments(db).get(department_id),
+              "started": campaigns.has_started(campaign),
               "completed": [], "not_yet": [], "excluded": []}
     for user_id, person in people.items():
         account = accounts[user_id]

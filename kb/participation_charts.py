@@ -17,7 +17,7 @@ score. The weak points and the correlation view are for reviewers.
 import math
 from datetime import date, timedelta
 
-from kb import dates, participation
+from kb import campaigns, dates, participation
 from kb.cases import readable_clause
 from kb.dashboard import CASE_DATE
 from kb.exceptions import NotFound
@@ -67,14 +67,15 @@ def list_campaigns(db, actor) -> list[dict]:
 
 
 def previous_campaign(db, campaign: dict) -> dict | None:
-    """The campaign that opened last before this one (open or closed), or None."""
+    """The campaign that opened last before this one (open or closed), or None. One closed
+    before its opening time (``campaigns.never_ran``) is skipped: its 0 % is no baseline."""
     rows = db.execute_returning_dicts(
         "SELECT * FROM campaigns WHERE status != 'draft' AND campaign_id != ?"
         " AND (opens_at < ? OR (opens_at = ? AND campaign_id < ?))"
-        " ORDER BY opens_at DESC, campaign_id DESC LIMIT 1",
+        " ORDER BY opens_at DESC, campaign_id DESC",
         [campaign["campaign_id"], campaign["opens_at"], campaign["opens_at"],
          campaign["campaign_id"]])
-    return rows[0] if rows else None
+    return next((row for row in rows if not campaigns.never_ran(row)), None)
 
 
 def _tally(db, campaign: dict) -> dict[int, dict]:

@@ -100,6 +100,15 @@ def _already_today(db, prefix: str, day: str) -> set[int]:
         [start, start[:-1] + ";"])}
 
 
+def _invited(db, campaign_id: int) -> set[int]:
+    """The people whose invitation to the campaign is in the outbox (``invite:<campaign>:
+    <user>``; a range over the unique index)."""
+    start = f"invite:{campaign_id}:"
+    return {int(key[len(start):]) for (key,) in db.execute(
+        "SELECT dedupe_key FROM outbox WHERE dedupe_key >= ? AND dedupe_key < ?",
+        [start, start[:-1] + ";"])}
+
+
 def _key(prefix: str, day: str, user_id: int, campaign_ids) -> str:
     """``remind:<day>:<user>:+3+7+`` — one per person per day, naming the campaigns it
     covers (``mail_counts`` counts it for each)."""
@@ -110,15 +119,20 @@ def _plan(db, due: list[dict], day: str) -> tuple[dict, dict]:
     """Who gets what today: ({user_id: (person, [campaign, …])} reminders to people with
     a deliverable address, {manager_id: (manager, [(campaign, [person, …]), …])} digests)
     — each person and each 所属長 at most once a day, their campaigns soonest first,
-    leaving out those who already had today's."""
+    leaving out those who already had today's. Nobody is reminded of a campaign before
+    their invitation to it is queued: at its opening time the reminder job may see the
+    campaign started a moment before the invitation job does (each reads the clock), or
+    run after that job failed; the reminder then waits for a later run."""
     reminded, digested = _already_today(db, "remind", day), _already_today(db, "digest", day)
     scopes = _manager_scopes(db)
     reminders: dict[int, tuple[dict, list]] = {}
     digests: dict[int, tuple[dict, list]] = {}
     for campaign in sorted(due, key=lambda c: (c["closes_at"], c["campaign_id"])):
         people = _not_done(db, campaign["campaign_id"])
+        invited = _invited(db, campaign["campaign_id"])
         for person in people:
-            if person["user_id"] not in reminded and mail.is_deliverable(person["email"]):
+            if person["user_id"] not in reminded and person["user_id"] in invited \
+                    and mail.is_deliverable(person["email"]):
                 reminders.setdefault(person["user_id"], (person, []))[1].append(campaign)
         for manager, scope in scopes:
             listed = [p for p in people if p["department_id"] in scope]
@@ -182,17 +196,21 @@ def queue_reminders(db, settings, now: datetime | None = None) -> dict:
 
 def queue_summaries(db, settings, now: datetime | None = None) -> dict:
     """Queue the summary of each campaign closed within ``SUMMARY_WITHIN`` to its author
-    (once: ``summary:<campaign>``; an author without an address gets none). Returns
-    {"summaries": n} newly queued."""
+    (once: ``summary:<campaign>``; an author without an address gets none, and so does a
+    campaign closed before its opening time, ``campaigns.never_ran``: it has no results).
+    Returns {"summaries": n} newly queued."""
     moment = now if now is not None else datetime.now(timezone.utc)
     since = (moment - SUMMARY_WITHIN).astimezone(timezone.utc).isoformat(timespec="seconds")
     rows = db.execute_returning_dicts(
-        "SELECT c.campaign_id, c.title, c.created_by FROM campaigns c JOIN users u"
+        "SELECT c.campaign_id, c.title, c.created_by, c.status, c.opens_at, c.closed_at"
+        " FROM campaigns c JOIN users u"
         " ON u.user_id = c.created_by WHERE c.status = 'closed' AND c.closed_at >= ?"
         " AND u.active = 1 AND u.email != '' AND NOT EXISTS (SELECT 1 FROM outbox o"
         " WHERE o.dedupe_key = 'summary:' || c.campaign_id) ORDER BY c.campaign_id", [since])
     count = 0
     for row in rows:
+        if campaigns.never_ran(row):
+            continue
         report = participation.campaign_report(db, row["campaign_id"])
         lowest = sorted((d for d in report["departments"] if d["rate"] is not None),
                         key=lambda d: (d["rate"], d["code"]))[:10]

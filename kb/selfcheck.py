@@ -110,15 +110,18 @@ def draw_questions(questions: list[dict], per_person: int | None, seed: str) -> 
 
 def start_attempt(db, actor, campaign_id: int, now: str | None = None) -> int:
     """The person's unfinished attempt, or a new one when a first try or a retake is
-    allowed (two clicks start one attempt). Invalid when the campaign is not open now
-    or no retake is allowed."""
+    allowed (two clicks start one attempt). Invalid when no retake is allowed or the
+    campaign is not open now — before its opening time even when an attempt exists
+    (the 所属長 may print the paper sheets, which draw it, ahead of that time)."""
     now = now or local_now()
     with transaction(db):
         state = overview(db, actor, campaign_id, now)
+        if state["before_open"]:
+            raise Invalid({"start": [NOT_YET]})
         if state["current"]:
             return state["current"]["attempt_id"]
         if not state["open_now"]:
-            raise Invalid({"start": [NOT_YET if now < state["campaign"]["opens_at"] else CLOSED]})
+            raise Invalid({"start": [CLOSED]})
         if not state["can_start"]:
             raise Invalid({"start": ["この自己点検は回答済みです。"]})
         questions = db.execute_returning_dicts(

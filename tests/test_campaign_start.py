@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from kb import campaigns, dates, paper, scheduler, selfcheck, users
+from kb import campaigns, dates, paper, participation_charts, reminders, scheduler, selfcheck, users
 from kb.db import get_db
 from kb.exceptions import Invalid
 from tests.conftest import csrf_token, login, make_app
 from tests.test_campaigns import department_id, load_roster, make_campaign, version
 from tests.test_selfcheck_manager import (KOSEKI, NOW, attempt_of, key_in_form,  # noqa: F401
-                                          own_db, received, reviewer, smtp, use_smtp)
+                                          own_db, received, reviewer, set_email, smtp, use_smtp)
 
 INVITATION = "自己点検のお願い"
 # Opening time: tomorrow 09:00 on the fixed clock; the campaign is opened today at NOW (10:00).
@@ -160,3 +160,86 @@ def test_a_paper_sheet_can_be_printed_before_the_start_but_not_keyed_in(app, cli
     start = dates.in_office_time(campaigns._as_moment(opens))
     assert paper.key_in_sheet(own_db, boss, campaign_id, ids["7301"], int(attempt_id),
                               {key[1:]: "1" for key in keys}, now=start) == len(keys)
+
+
+# --- attacked by a hostile or careless user (R13) -----------------------------------------------
+
+def open_ahead_of_the_wall_clock(app, reviewer):
+    """A campaign for kumin-koseki opening two days ahead of the wall clock (the pages read
+    it), opened now; returns (campaign id, the 所属's page)."""
+    opens = f"{dates.office_today() + timedelta(days=2)}T09:00"
+    with app.app_context():
+        db = get_db()
+        campaign_id = make_campaign(db, reviewer, opens=opens,
+                                    closes=f"{dates.office_today() + timedelta(days=9)}T17:00")
+        campaigns.open_campaign(db, reviewer, campaign_id, version=version(db, campaign_id))
+        return campaign_id, f"/selfcheck/manage/{campaign_id}/{department_id(db, KOSEKI)}"
+
+
+def test_starting_before_the_opening_time_is_refused_even_when_a_printed_sheet_drew_the_attempt(
+        app, client, own_db, reviewer, make_user):
+    taro = make_user("taro", department=KOSEKI)
+    make_user("boss", "manager", department=KOSEKI)
+    campaign_id, page = open_ahead_of_the_wall_clock(app, reviewer)
+    login(client, "boss")
+    assert client.get(f"{page}/sheets").status_code == 200  # printed ahead: taro has an attempt
+    assert attempt_of(own_db, taro.user_id, campaign_id) is not None
+    staff = app.test_client()
+    login(staff, "taro")
+    show = staff.get(f"/selfcheck/{campaign_id}").get_data(as_text=True)
+    response = staff.post(f"/selfcheck/{campaign_id}/start", data={"csrf_token": csrf_token(show)})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/selfcheck/{campaign_id}")  # not to a question
+    html = staff.get(response.headers["Location"]).get_data(as_text=True)
+    assert selfcheck.NOT_YET in html and "まだ始まっていません" in html
+
+
+def test_the_managers_page_before_the_opening_time_says_so_and_offers_no_key_in(
+        app, client, own_db, reviewer, make_user):
+    load_roster(own_db, [("7401", KOSEKI, "", "")])
+    make_user("boss", "manager", department=KOSEKI)
+    campaign_id, page = open_ahead_of_the_wall_clock(app, reviewer)
+    login(client, "boss")
+    html = client.get(page).get_data(as_text=True)
+    assert "開始前・開始 " in html and "実施中" not in html
+    assert "回答（用紙の入力も）は開始日時から受け付けます" in html
+    assert "用紙の回答を入力する" not in html  # it would always be refused before the start
+    assert f"{page}/sheets" in html  # printing ahead stays offered
+
+
+def test_a_campaign_closed_before_its_opening_time_is_no_previous_campaign_and_gets_no_summary(
+        app, own_db, smtp, reviewer):
+    load_roster(own_db, [("7501", KOSEKI, "", "a@example.jp")])
+    set_email(own_db, reviewer.user_id, "rev@example.jp")
+    # Opened early with a wrong closing time: closing it is the only way out; a new one is made.
+    mistaken, _ = open_early(app, reviewer)
+    campaigns.close_campaign(own_db, reviewer, mistaken)
+    remade, _ = open_early(app, reviewer)
+    with app.app_context():
+        shown = participation_charts.figures(get_db(), reviewer, remade)
+    assert shown["previous"] is None  # not 「前回 0 %」 beside every 所属
+    use_smtp(app, smtp)
+    assert run(app, NOW)["jobs"]["campaign_summaries"] == {"summaries": 0}
+    assert received(smtp, "結果") == []
+
+
+def test_nobody_is_reminded_of_a_campaign_before_their_invitation_is_queued(app, own_db, smtp,
+                                                                           reviewer):
+    load_roster(own_db, [("7601", KOSEKI, "", "a@example.jp")])
+    closes = f"{(STARTS + timedelta(days=1)).date()}T17:00"  # the start day is a reminder day
+    with app.app_context():
+        db = get_db()
+        campaign_id = make_campaign(db, reviewer, opens=local(STARTS), closes=closes, per_person="1")
+        campaigns.open_campaign(db, reviewer, campaign_id, version=version(db, campaign_id),
+                                now=local(NOW))
+    use_smtp(app, smtp)
+    # One run straddling the opening time: its invitation job read 08:59, its reminder job 09:00.
+    assert campaigns.invite_started_campaigns(own_db, app.config, STARTS - timedelta(seconds=1)) \
+        == {"invited": 0}
+    assert reminders.queue_reminders(own_db, app.config, STARTS) == {"reminders": 0, "digests": 0}
+    # The next run invites, then reminds.
+    at_start = run(app, STARTS + timedelta(minutes=1))
+    assert at_start["jobs"]["campaign_invitations"] == {"invited": 1}
+    assert at_start["jobs"]["campaign_reminders"]["reminders"] == 1
+    assert [message["Subject"].startswith("【自己点検の締切まであと") for message in
+            (r.message for r in smtp.received)] == [False, True]  # the invitation first
