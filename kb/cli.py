@@ -1,6 +1,7 @@
 """Commands for `flask --app wsgi …`: thin wrappers around the core functions."""
 
 import atexit
+import gc
 import json
 import secrets
 import signal
@@ -335,6 +336,11 @@ def serve_command() -> None:
     scheduler.start(current_app._get_current_object())
     atexit.register(scheduler.stop_all)
     click.echo(f"hiyari-kb: http://{config['HOST']}:{config['PORT']}/  (Ctrl+C to stop)")
+    # What start-up built (modules, templates, the app) lives as long as the process: out
+    # of the collector's way, a full collection scans a fraction of the objects and stops
+    # every request thread for that much less (measured: 50–126 ms pauses under load).
+    gc.collect()
+    gc.freeze()
     waitress.serve(current_app._get_current_object(), host=config["HOST"], port=config["PORT"],
                    threads=config["THREADS"], ident="hiyari-kb")
 

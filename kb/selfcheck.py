@@ -12,7 +12,7 @@ import random
 
 from kb import checklist, participation
 from kb.campaigns import deadline_text, local_now
-from kb.db import transaction, utcnow
+from kb.db import transaction, utcnow, write_alone
 from kb.exceptions import Invalid, NotFound
 from kb.roles import require_account
 
@@ -210,35 +210,68 @@ def answer_question(db, actor, campaign_id: int, attempt_id: int, position: int,
     if str(answer) not in ("1", "0", "True", "False"):
         raise Invalid({"answer": ["○か×を選んでください。"]})
     given = int(str(answer) in ("1", "True"))
-    with transaction(db):
-        attempt = _attempt(db, actor, campaign_id, attempt_id)
-        campaign = participation.campaign_row(db, campaign_id)
-        ids = attempt["question_ids"]
-        if not 1 <= position <= len(ids):
-            raise NotFound(f"question {position} of attempt {attempt_id}")
-        question_id = ids[position - 1]
-        stored = db.execute("SELECT correct FROM campaign_answers WHERE attempt_id = ?"
-                            " AND question_id = ?", [attempt_id, question_id]).fetchone()
+    # Read and check first, without the write lock: a double click, an answer after the
+    # closing time or to a finished attempt never queues for it.
+    attempt = _attempt(db, actor, campaign_id, attempt_id)
+    ids = attempt["question_ids"]
+    if not 1 <= position <= len(ids):
+        raise NotFound(f"question {position} of attempt {attempt_id}")
+    question_id = ids[position - 1]
+    stored = _stored_answer(db, attempt_id, question_id)
+    if stored is not None:
+        return stored
+    campaign = participation.campaign_row(db, campaign_id)
+    _check_answerable(campaign, attempt, now)
+    right = db.execute("SELECT answer FROM campaign_questions WHERE question_id = ?",
+                       [question_id]).fetchone()[0]
+    # One statement, its checks in its WHERE (checked again as it writes: another tab may
+    # have finished the attempt, a reviewer closed the campaign) — with 200 people
+    # answering at once, a transaction of several statements held the write lock while
+    # waiting for Python's GIL between them (kb.db.write_alone; README, 自己点検 Load).
+    recorded = write_alone(
+        db, "INSERT INTO campaign_answers (attempt_id, question_id, answer, correct, answered_at)"
+        " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM campaign_attempts a"
+        "  JOIN campaigns c ON c.campaign_id = a.campaign_id WHERE a.attempt_id = ?"
+        "  AND a.finished_at IS NULL AND c.status = 'open' AND c.opens_at <= ? AND ? < c.closes_at)"
+        " ON CONFLICT (attempt_id, question_id) DO NOTHING",
+        [attempt_id, question_id, given, int(given == right), utcnow(), attempt_id, now, now])
+    if not recorded:  # answered meanwhile (the first answer counts), or no longer answerable
+        stored = _stored_answer(db, attempt_id, question_id)
         if stored is not None:
-            return bool(stored[0])
-        if not _is_open(campaign, now):
-            raise Invalid({"answer": [CLOSED if now >= campaign["closes_at"] or
-                                      campaign["status"] == "closed" else NOT_YET]})
-        if attempt["finished_at"]:
-            raise Invalid({"answer": ["この回はもう終わっています。"]})
-        right = db.execute("SELECT answer FROM campaign_questions WHERE question_id = ?",
-                           [question_id]).fetchone()[0]
-        db.execute("INSERT INTO campaign_answers (attempt_id, question_id, answer, correct,"
-                   " answered_at) VALUES (?, ?, ?, ?, ?)",
-                   [attempt_id, question_id, given, int(given == right), utcnow()])
-        answered, score = db.execute(
-            "SELECT count(*), coalesce(sum(correct), 0) FROM campaign_answers WHERE attempt_id = ?",
-            [attempt_id]).fetchone()
-        if answered == len(ids):
-            db.execute("UPDATE campaign_attempts SET finished_at = ?, score = ?, passed = ?"
-                       " WHERE attempt_id = ?",
-                       [utcnow(), score, int(score >= campaign["pass_mark"]), attempt_id])
+            return stored
+        _check_answerable(participation.campaign_row(db, campaign_id),
+                          _attempt(db, actor, campaign_id, attempt_id), now)
+        raise Invalid({"answer": [NOT_RECORDED]})
+    answered = db.execute("SELECT count(*) FROM campaign_answers WHERE attempt_id = ?",
+                          [attempt_id]).fetchone()[0]
+    if answered == len(ids):
+        # Whoever's answer was the last one read all of them: the attempt is finished once.
+        write_alone(
+            db, "UPDATE campaign_attempts SET finished_at = ?,"
+            " score = (SELECT sum(correct) FROM campaign_answers WHERE attempt_id = ?),"
+            " passed = ((SELECT sum(correct) FROM campaign_answers WHERE attempt_id = ?) >= ?)"
+            " WHERE attempt_id = ? AND finished_at IS NULL",
+            [utcnow(), attempt_id, attempt_id, campaign["pass_mark"], attempt_id])
     return given == right
+
+
+NOT_RECORDED = "回答を記録できませんでした。もう一度お試しください。"
+
+
+def _stored_answer(db, attempt_id: int, question_id: int) -> bool | None:
+    row = db.execute("SELECT correct FROM campaign_answers WHERE attempt_id = ? AND question_id = ?",
+                     [attempt_id, question_id]).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _check_answerable(campaign: dict, attempt: dict, now: str) -> None:
+    """Invalid after the closing time (or before the opening time), for a closed campaign
+    or a finished attempt."""
+    if not _is_open(campaign, now):
+        raise Invalid({"answer": [CLOSED if now >= campaign["closes_at"] or
+                                  campaign["status"] == "closed" else NOT_YET]})
+    if attempt["finished_at"]:
+        raise Invalid({"answer": ["この回はもう終わっています。"]})
 
 
 def result(db, actor, campaign_id: int, attempt_id: int, now: str | None = None) -> dict:

@@ -4,12 +4,13 @@ import csv
 import io
 import json
 import re
+import threading
 from datetime import date, timedelta
 
 import pytest
 
 from kb import campaigns, dates, participation, roster, selfcheck, staff, users
-from kb.db import get_db
+from kb.db import database_path, get_db, open_db, transaction
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from tests.conftest import csrf_token, login, post_form
 
@@ -517,6 +518,56 @@ def test_a_double_answer_records_one_answer(app, client, signed_in, reviewer):
         rows = get_db().execute("SELECT answer FROM campaign_answers WHERE attempt_id = ?",
                                 [attempt_id]).fetchall()
     assert rows == [(1,)]
+
+
+def test_two_tabs_answering_the_last_questions_at_once_finish_the_attempt_once(
+        app, db, reviewer, make_user):
+    """Each answer is its own one-statement write (kb.db.write_alone) and whoever wrote the
+    last one finishes the attempt: two tabs answering the last two questions at the same
+    moment, on two connections, must neither leave it unfinished nor count a score twice."""
+    campaign_id = make_campaign(db, reviewer, per_person="2", pass_mark="2")
+    open_(db, reviewer, campaign_id)
+    path = database_path(app.config["DATA_DIR"])
+    for n in range(12):
+        person = make_user(f"tab{n:02d}", "staff", department="kumin-koseki")
+        attempt_id = selfcheck.start_attempt(db, person, campaign_id)
+        ids = selfcheck._attempt(db, person, campaign_id, attempt_id)["question_ids"]
+        rights = [db.execute("SELECT answer FROM campaign_questions WHERE question_id = ?",
+                             [q]).fetchone()[0] for q in ids]
+        barrier, errors = threading.Barrier(2), []
+
+        def tab(position):
+            connection = open_db(path)
+            try:
+                barrier.wait()
+                selfcheck.answer_question(connection, person, campaign_id, attempt_id, position,
+                                          rights[position - 1])
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+            finally:
+                connection.close()
+
+        tabs = [threading.Thread(target=tab, args=(position,)) for position in (1, 2)]
+        for thread in tabs:
+            thread.start()
+        for thread in tabs:
+            thread.join()
+        assert not errors
+        attempt = selfcheck._attempt(db, person, campaign_id, attempt_id)
+        assert attempt["finished_at"] and attempt["score"] == 2 and attempt["passed"] == 1
+
+
+def test_an_answer_written_inside_a_transaction_rolls_back_with_it(db, reviewer, make_user):
+    """`init --demo` answers inside its one transaction: a failure after leaves nothing."""
+    campaign_id = make_campaign(db, reviewer, per_person="2")
+    open_(db, reviewer, campaign_id)
+    person = make_user("demo-like", "staff", department="kumin-koseki")
+    attempt_id = selfcheck.start_attempt(db, person, campaign_id)
+    with pytest.raises(RuntimeError):
+        with transaction(db):
+            selfcheck.answer_question(db, person, campaign_id, attempt_id, 1, "1")
+            raise RuntimeError("a later step failed")
+    assert db.execute("SELECT count(*) FROM campaign_answers").fetchone()[0] == 0
 
 
 def test_an_answer_after_closing_time_is_refused_and_not_recorded(app, client, signed_in, reviewer):
