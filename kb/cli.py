@@ -423,7 +423,8 @@ def reindex_command(check_only: bool, procs: int) -> None:
 def search_command(query: str, as_json: bool, limit: int) -> None:
     """Search the published cases as any member of staff would.
 
-    With --json prints {"total": n, "hits": [{"case_id", "external_id", "title", "score"}]}.
+    With --json prints {"total": n, "hits": [{"case_id", "external_id", "title", "score"}]}
+    (the contract, DESIGN.md §4); the text lists mark the cases only feedback found.
     """
     db = get_db()
     result = search.search_cases(search.get_index(current_app.config["DATA_DIR"]), db,
@@ -435,10 +436,10 @@ def search_command(query: str, as_json: bool, limit: int) -> None:
         return
     for notice in result.notices:
         click.echo(notice, err=True)
-    click.echo(f"{result.total} cases")
-    for hit in hits:
+    click.echo(f"{result.total} cases" + (f" ({result.related} related)" if result.related else ""))
+    for hit, found in zip(hits, result.hits):
         click.echo(f"{hit['score']:8.2f}  {hit['case_id']:>6}  {hit['external_id'] or '':<9} "
-                   f"{hit['title']}")
+                   f"{hit['title']}" + ("  (related)" if found["related"] else ""))
 
 
 @click.command("import-staff")

@@ -28,6 +28,11 @@ Staff type verbs and phrases where the cases have nouns (「頼んだ業者が �
 (``_phrase_parts``), a particle after a noun is dropped, and an inflected verb or
 adjective is searched by the kanji of its stem (``stem``: 捨てた → 捨, found at the start
 of any bigram), and through what the vocabulary gives for any word with that stem.
+
+Pseudo-relevance feedback (``feedback``, ``score_feedback``; kb.search runs it after the
+first pass): the best cases of the first ranking lift the cases of an incident type most of
+them share and the cases holding the distinctive bigrams they share, at a low weight, so a
+case that says it in other words than the query's still comes up (docs/search.md).
 """
 
 import functools
@@ -104,6 +109,22 @@ TYPE_HINTS = {
     "電話": ("oral_disclosure",), "口頭": ("oral_disclosure",), "なりすまし": ("oral_disclosure",),
     "設定": ("system_misconfig",), "設定ミス": ("system_misconfig",),
 }
+
+# Pseudo-relevance feedback (``feedback``; kb.search runs it between two passes): the best
+# FEEDBACK_DOCS cases of the first ranking say what the query is about. An incident type that
+# at least FEEDBACK_TYPE_SHARE (and FEEDBACK_MIN_AGREEING) of them have lifts every case of
+# that type by its share of FEEDBACK_TYPE_WEIGHT; the FEEDBACK_TERMS most distinctive bigrams
+# that at least
+# FEEDBACK_TERM_MIN_DOCS of them hold and the query does not lift the cases holding them at
+# FEEDBACK_TERM_WEIGHT of (their share of those cases × their IDF). Measured in
+# docs/search.md (steps 15–17): 5 cases, 0.6, 1.0, 10 bigrams, 2 cases, 0.1.
+FEEDBACK_DOCS = 5
+FEEDBACK_TYPE_SHARE = 0.6
+FEEDBACK_TYPE_WEIGHT = 1.0
+FEEDBACK_MIN_AGREEING = 2
+FEEDBACK_TERMS = 10
+FEEDBACK_TERM_MIN_DOCS = 2
+FEEDBACK_TERM_WEIGHT = 0.1
 
 OPERATORS = {"AND", "OR", "NOT", "&&", "||"}
 SYNTAX = str.maketrans({c: " " for c in "()[]{}:^~*?\\/+!"})
@@ -392,23 +413,7 @@ def score_segment(plan: Plan, view, allowed: np.ndarray) -> tuple[np.ndarray, np
     every_core = np.ones(n, dtype=bool) if any(not w.generic for w in plan.words) else None
     found_core = np.zeros(n, dtype=np.float32)
     for word in plan.words:
-        best = np.zeros(n, dtype=np.float32)
-        # The typed word and the words the vocabulary gives for it: the best one counts.
-        for candidate in [word, *word.alternatives]:
-            for name, field_weight in FIELD_WEIGHTS.items():
-                # Most alternatives are in no document of a field: skip their arithmetic
-                # (the vocabulary multiplies the candidates; bench_search p95).
-                mask = view.word(name, candidate.tokens)
-                if mask.any():
-                    np.maximum(best, mask * np.float32(candidate.weight * field_weight), out=best)
-                for pieces, share in candidate.backoffs:
-                    backoff = view.word(name, pieces[0])
-                    for piece in pieces[1:]:
-                        if not backoff.any():
-                            break
-                        backoff = backoff & view.word(name, piece)
-                    if backoff.any():
-                        np.maximum(best, backoff * np.float32(share * field_weight), out=best)
+        best = _best_field_score([word, *word.alternatives], view, n)
         scores += best
         if not word.generic:
             every_core &= best > 0
@@ -427,6 +432,91 @@ def score_segment(plan: Plan, view, allowed: np.ndarray) -> tuple[np.ndarray, np
         for name in FIELD_WEIGHTS:
             matched &= ~view.word(name, excluded)
     return scores, matched
+
+
+def _best_field_score(candidates: list[Word], view, n: int) -> np.ndarray:
+    """Per document, the best of the candidates' weights times the weight of the best field
+    holding it (the typed word and the words the vocabulary gives for it: the best counts,
+    never their sum)."""
+    best = np.zeros(n, dtype=np.float32)
+    for candidate in candidates:
+        for name, field_weight in FIELD_WEIGHTS.items():
+            # Most alternatives are in no document of a field: skip their arithmetic
+            # (the vocabulary multiplies the candidates; bench_search p95).
+            mask = view.word(name, candidate.tokens)
+            if mask.any():
+                np.maximum(best, mask * np.float32(candidate.weight * field_weight), out=best)
+            for pieces, share in candidate.backoffs:
+                backoff = view.word(name, pieces[0])
+                for piece in pieces[1:]:
+                    if not backoff.any():
+                        break
+                    backoff = backoff & view.word(name, piece)
+                if backoff.any():
+                    np.maximum(best, backoff * np.float32(share * field_weight), out=best)
+    return best
+
+
+def wants_feedback(plan: Plan) -> bool:
+    """Whether the query is one feedback may widen: it has words, and neither "quoted
+    phrases" nor -exclusions, with which the searcher says exactly what must be in a case
+    and what must not."""
+    return bool(plan.words) and not plan.phrases and not plan.excluded
+
+
+@dataclass
+class Feedback:
+    """What the first ranking's best cases add to a query (``feedback``)."""
+    words: list[Word] = field(default_factory=list)
+    types: dict[str, float] = field(default_factory=dict)
+
+
+def feedback(plan: Plan, types: list[str], texts: list[str], idf, rough_idf=None) -> Feedback:
+    """Pseudo-relevance feedback from the first ranking's best cases (at most
+    ``FEEDBACK_DOCS``, best first): ``types`` their incident types, ``texts`` their title and
+    summary, ``idf(tokens)`` as for ``plan_query``; ``rough_idf(token)``, a cheap estimate of
+    it, if given, picks the bigrams that ``idf`` then weighs.
+
+    A type counts when at least ``FEEDBACK_TYPE_SHARE`` of ``FEEDBACK_DOCS`` cases have it
+    (the best cases agreeing is what makes the first pass trustworthy: a handful of hits or
+    a mixed top adds nothing). A bigram counts when at least ``FEEDBACK_TERM_MIN_DOCS`` of the
+    texts hold it and the query does not; the ``FEEDBACK_TERMS`` with the highest share × IDF
+    are kept, each weighing ``FEEDBACK_TERM_WEIGHT`` of that. Words that name every case
+    (GENERIC_WORDS) and one-character tokens are never added."""
+    result = Feedback()
+    counts: dict[str, int] = {}
+    for incident_type in types:
+        if incident_type:
+            counts[incident_type] = counts.get(incident_type, 0) + 1
+    result.types = {t: FEEDBACK_TYPE_WEIGHT * c / len(types) for t, c in counts.items()
+                    if c >= max(FEEDBACK_TYPE_SHARE * len(types), FEEDBACK_MIN_AGREEING)}
+    held: dict[str, int] = {}
+    for text in texts:
+        for token in {token for token, _, _ in analysis.tokens(text)}:
+            if len(token) > 1 and token not in plan.terms and token not in _GENERIC:
+                held[token] = held.get(token, 0) + 1
+    shared = [(count / len(texts), token) for token, count in held.items()
+              if count >= FEEDBACK_TERM_MIN_DOCS]
+    if rough_idf is not None:
+        # Weighing every shared bigram exactly reads its postings in every field (most of
+        # the cost at 20,000 cases); the index's own counts pick the few worth weighing.
+        shared = sorted(shared, key=lambda pair: (-pair[0] * rough_idf(pair[1]), pair[1]))
+        shared = shared[:FEEDBACK_TERMS]
+    candidates = sorted(((share * idf([token]), token) for share, token in shared),
+                        key=lambda pair: (-pair[0], pair[1]))
+    result.words = [Word([token], FEEDBACK_TERM_WEIGHT * score, False)
+                    for score, token in candidates[:FEEDBACK_TERMS]]
+    return result
+
+
+def score_feedback(added: Feedback, view) -> np.ndarray:
+    """What ``feedback`` adds to the score of each document of a segment."""
+    scores = np.zeros(view.n, dtype=np.float32)
+    for word in added.words:
+        scores += _best_field_score([word], view, view.n)
+    for incident_type, lift in added.types.items():
+        scores += view.type_mask(incident_type) * np.float32(lift)
+    return scores
 
 
 def top(scores: np.ndarray, dates: np.ndarray, matched: np.ndarray, k: int, by_date: bool):

@@ -58,7 +58,7 @@ def index():
         querylog.record_search(get_db(), q or "", found=result.total, filters=filters, page=page)
     return render_template(
         "cases/index.html", result=result, q=q or "", filters=filters, sort=sort, page=page,
-        open_q=(q or None) if logged else None,
+        page_size=page_size, open_q=(q or None) if logged else None,
         pages=max(1, -(-result.total // page_size)), notices=notices + result.notices,
         filter_labels=FILTER_LABELS, suggestions=_broader(q or ""), exact=exact,
         link_args=search_link_args(q or "", filters, sort, exact=exact),
