@@ -465,6 +465,10 @@ def _close(db, actor, campaign_id: int, version, moment: datetime | None = None)
         raise Invalid({"close": ["この自己点検は既に締め切っています。"]})
     if version is not None and str(version) != str(campaign["version"]):
         raise Conflict(f"campaign {campaign_id} is at version {campaign['version']}")
+    from kb import selfcheck  # here, not at the top: selfcheck imports this module
+    # An attempt whose last answer is stored but whose finishing write has not run (or
+    # failed) is finished now, before the figures freeze, not after.
+    selfcheck.finish_complete_attempts(db, campaign_id)
     people = participation.compute_eligibility(
         db, campaign, today=date.fromisoformat(local_moment(moment)[:10]))
     participation.write_eligibility(db, campaign_id, people)

@@ -124,8 +124,9 @@ def key_in_sheet(db, actor, campaign_id: int, user_id: int, attempt_id: int, ans
 
     Invalid — nothing written — for a missing or unreadable answer (by field ``q<id>``),
     a closed campaign or one whose opening time has not come at ``now`` (an aware datetime,
-    default: the clock), a person who is excluded or has finished meanwhile, or a sheet that
-    is not the person's current one (``sheet``); NotFound for someone outside the target;
+    default: the clock), a person who is excluded or has finished (or answered every question
+    online) meanwhile, or a sheet that is not the person's current one (``sheet``); NotFound
+    for someone outside the target;
     Forbidden for a 所属 the actor may not act for."""
     with transaction(db):
         campaign = participation.campaign_row(db, campaign_id)
@@ -143,6 +144,8 @@ def key_in_sheet(db, actor, campaign_id: int, user_id: int, attempt_id: int, ans
         if attempt["attempt_id"] != attempt_id:
             raise Invalid({"sheet": [STALE]})
         sheet = [q for q in _sheet(db, attempt, questions) if not q["answered"]]
+        if not sheet:  # all answered online, the attempt about to be finished by that answer
+            raise Invalid({"sheet": [DONE]})
         errors, given = {}, {}
         for question in sheet:
             qid = question["question_id"]

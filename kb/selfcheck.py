@@ -242,20 +242,47 @@ def answer_question(db, actor, campaign_id: int, attempt_id: int, position: int,
         _check_answerable(participation.campaign_row(db, campaign_id),
                           _attempt(db, actor, campaign_id, attempt_id), now)
         raise Invalid({"answer": [NOT_RECORDED]})
-    answered = db.execute("SELECT count(*) FROM campaign_answers WHERE attempt_id = ?",
-                          [attempt_id]).fetchone()[0]
-    if answered == len(ids):
-        # Whoever's answer was the last one read all of them: the attempt is finished once.
-        write_alone(
-            db, "UPDATE campaign_attempts SET finished_at = ?,"
-            " score = (SELECT sum(correct) FROM campaign_answers WHERE attempt_id = ?),"
-            " passed = ((SELECT sum(correct) FROM campaign_answers WHERE attempt_id = ?) >= ?)"
-            " WHERE attempt_id = ? AND finished_at IS NULL",
-            [utcnow(), attempt_id, attempt_id, campaign["pass_mark"], attempt_id])
+    # Whoever's answer was the last one read all of them: the attempt is finished once. A
+    # second statement, so it may fail after the answer was stored (the database locked by
+    # another process past the busy timeout): result() and closing finish such an attempt.
+    _finish_if_complete(db, attempt_id, len(ids))
     return given == right
 
 
 NOT_RECORDED = "回答を記録できませんでした。もう一度お試しください。"
+
+
+# Finishes every unfinished attempt (narrowed by the caller's " AND …") whose questions are
+# all answered: score and passed from its answers, dated by its last answer. The WHERE is
+# the guard — an attempt is finished once, whoever runs this first.
+_FINISH = (
+    "UPDATE campaign_attempts SET"
+    " finished_at = (SELECT max(s.answered_at) FROM campaign_answers s"
+    "  WHERE s.attempt_id = campaign_attempts.attempt_id),"
+    " score = (SELECT sum(s.correct) FROM campaign_answers s"
+    "  WHERE s.attempt_id = campaign_attempts.attempt_id),"
+    " passed = ((SELECT sum(s.correct) FROM campaign_answers s"
+    "  WHERE s.attempt_id = campaign_attempts.attempt_id)"
+    "  >= (SELECT c.pass_mark FROM campaigns c WHERE c.campaign_id = campaign_attempts.campaign_id))"
+    " WHERE finished_at IS NULL AND json_array_length(question_ids) = (SELECT count(*)"
+    "  FROM campaign_answers s WHERE s.attempt_id = campaign_attempts.attempt_id)")
+
+
+def _finish_if_complete(db, attempt_id: int, total: int) -> None:
+    """Finish the attempt if all its ``total`` questions are answered and it is not yet
+    finished (takes the write lock only then)."""
+    answered = db.execute("SELECT count(*) FROM campaign_answers WHERE attempt_id = ?",
+                          [attempt_id]).fetchone()[0]
+    if answered == total:
+        write_alone(db, _FINISH + " AND attempt_id = ?", [attempt_id])
+
+
+def finish_complete_attempts(db, campaign_id: int) -> int:
+    """Finish the campaign's attempts whose every question is answered but which are not
+    finished (the finishing write of their last answer failed or has not run yet); inside
+    the caller's transaction — closing runs it, so the frozen figures count them and
+    nothing finishes after. Returns how many it finished."""
+    return db.execute(_FINISH + " AND campaign_id = ?", [campaign_id]).rowcount
 
 
 def _stored_answer(db, attempt_id: int, question_id: int) -> bool | None:
@@ -277,8 +304,12 @@ def _check_answerable(campaign: dict, attempt: dict, now: str) -> None:
 def result(db, actor, campaign_id: int, attempt_id: int, now: str | None = None) -> dict:
     """The end of an attempt: {"attempt", "score", "total", "passed", "missed" (the items
     of wrong answers: code, text, statement, explanation), "can_retake", "campaign"}.
-    NotFound until the attempt is finished (its questions are not all answered)."""
+    NotFound until the attempt is finished (its questions are not all answered); one whose
+    questions are all answered is finished here if its last answer's request did not."""
     attempt = _attempt(db, actor, campaign_id, attempt_id)
+    if attempt["finished_at"] is None:
+        _finish_if_complete(db, attempt_id, len(attempt["question_ids"]))
+        attempt = _attempt(db, actor, campaign_id, attempt_id)
     if attempt["finished_at"] is None:
         raise NotFound(f"attempt {attempt_id} is not finished")
     missed = db.execute_returning_dicts(

@@ -2,12 +2,16 @@
 found by trying, through the real stack (Flask test client, SQLite, Whoosh, a real SMTP
 server on loopback)."""
 
+import sqlite3
 from datetime import timedelta
 
-from kb import campaigns, participation_charts, roster, users
-from kb.db import get_db
+import pytest
+
+from kb import campaigns, paper, participation, participation_charts, roster, selfcheck, users
+from kb.db import database_path, get_db, open_db
+from kb.exceptions import Invalid
 from tests.conftest import login, post_form
-from tests.test_campaigns import HEADER, TODAY, finish, make_campaign
+from tests.test_campaigns import HEADER, TODAY, finish, make_campaign, version
 # Fixtures (own_db, reviewer, smtp) and helpers shared with the 所属長's tests.
 from tests.test_selfcheck_manager import (KOSEKI, open_at_now, own_db, page_of, reviewer,  # noqa: F401
                                           run, section, setup_department, smtp, use_smtp,
@@ -88,3 +92,137 @@ def test_a_hidden_mean_score_cannot_be_worked_out_from_the_departments_total(
     # 区民部 minus 戸籍住民課 would be 「alone」's own score
     assert bureau["mean_score"] is None
     assert data["total"]["mean_score"] is None
+
+
+# --- the one-statement answer (b990a58): what runs between the last answer and the finish ----
+#
+# An answer is stored by one autocommit INSERT and the attempt finished by a second statement.
+# `between` runs something on another connection at the moment the finishing UPDATE starts,
+# before it takes any lock (SQLite calls the trace callback from the statement's first
+# instruction): a real interleaving of two connections, not a stand-in for our code.
+
+FINISHING = "UPDATE campaign_attempts"
+
+
+def between(connection, action):
+    """Run ``action()`` once, when ``connection`` starts its first statement beginning
+    with FINISHING; returns the list its exceptions land in (the callback swallows them)."""
+    errors, done = [], []
+
+    def trace(sql):
+        if not done and sql.lstrip().startswith(FINISHING):
+            done.append(True)
+            try:
+                action()
+            except Exception as error:  # noqa: BLE001 - asserted by the test
+                errors.append(error)
+
+    connection.conn.set_trace_callback(trace)
+    return errors
+
+
+def one_left(db, person, campaign_id):
+    """An attempt of two questions with the first answered right: (attempt id, right
+    answer of the second)."""
+    attempt_id = selfcheck.start_attempt(db, person, campaign_id)
+    ids = selfcheck._attempt(db, person, campaign_id, attempt_id)["question_ids"]
+    rights = [db.execute("SELECT answer FROM campaign_questions WHERE question_id = ?",
+                         [q]).fetchone()[0] for q in ids]
+    selfcheck.answer_question(db, person, campaign_id, attempt_id, 1, rights[0])
+    return attempt_id, rights[1]
+
+
+def test_an_attempt_whose_finishing_write_failed_is_finished_when_its_result_is_opened(
+        app, client, own_db, reviewer, make_user):
+    """The last answer is stored, then the database is locked by another process past the
+    busy timeout: the finishing UPDATE fails. The attempt used to stay unfinished for good —
+    every answer given, the result 404, the banner on every page, not counted."""
+    campaign_id = make_campaign(own_db, reviewer, per_person="2", pass_mark="2")
+    campaigns.open_campaign(own_db, reviewer, campaign_id, version=version(own_db, campaign_id))
+    person = make_user("locked-out", "staff", department=KOSEKI)
+    attempt_id, right = one_left(own_db, person, campaign_id)
+    path = database_path(app.config["DATA_DIR"])
+    answering, other_process = open_db(path), open_db(path)
+    answering.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        errors = between(answering, lambda: other_process.conn.execute("BEGIN IMMEDIATE"))
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            selfcheck.answer_question(answering, person, campaign_id, attempt_id, 2, right)
+        assert not errors
+    finally:
+        other_process.conn.rollback()
+        answering.close()
+        other_process.close()
+    assert own_db.execute("SELECT count(*) FROM campaign_answers WHERE attempt_id = ?",
+                      [attempt_id]).fetchone()[0] == 2
+    login(client, "locked-out")
+    page = client.get(f"/selfcheck/{campaign_id}/attempts/{attempt_id}", follow_redirects=True)
+    assert page.status_code == 200, page.status_code
+    attempt = selfcheck._attempt(own_db, person, campaign_id, attempt_id)
+    assert attempt["finished_at"] and attempt["score"] == 2 and attempt["passed"] == 1
+
+
+def test_closing_between_the_last_answer_and_the_finish_freezes_figures_that_never_move(
+        app, db, reviewer, make_user):
+    """A reviewer closes the campaign after the last answer was stored but before the attempt
+    was finished: the figures frozen at closing used to leave the person out, and then
+    changed when the finish ran after the close."""
+    campaign_id = make_campaign(db, reviewer, per_person="2", pass_mark="2")
+    campaigns.open_campaign(db, reviewer, campaign_id, version=version(db, campaign_id))
+    person = make_user("last-second", "staff", department=KOSEKI)
+    attempt_id, right = one_left(db, person, campaign_id)
+    path = database_path(app.config["DATA_DIR"])
+    answering, frozen = open_db(path), {}
+
+    def close():
+        closer = open_db(path)
+        try:
+            campaigns.close_campaign(closer, reviewer, campaign_id)
+            frozen.update(participation.campaign_report(closer, campaign_id)["total"])
+        finally:
+            closer.close()
+
+    try:
+        errors = between(answering, close)
+        assert selfcheck.answer_question(answering, person, campaign_id, attempt_id, 2, right)
+        assert not errors
+    finally:
+        answering.close()
+    assert participation.campaign_report(db, campaign_id)["total"] == frozen
+    assert frozen["completed"] == 1
+    attempt = selfcheck._attempt(db, person, campaign_id, attempt_id)
+    closed_at = participation.campaign_row(db, campaign_id)["closed_at"]
+    assert attempt["score"] == 2 and attempt["finished_at"] <= closed_at
+
+
+def test_a_sheet_keyed_in_after_the_last_online_answer_is_refused_not_marked_on_paper(
+        app, db, reviewer, make_user):
+    """A sheet keyed in after the person's last online answer was stored, before that answer
+    finished the attempt, used to be accepted with nothing to record and mark the attempt
+    done on paper, keyed in by the reviewer, while every answer was given online."""
+    campaign_id = make_campaign(db, reviewer, per_person="2", pass_mark="2")
+    campaigns.open_campaign(db, reviewer, campaign_id, version=version(db, campaign_id))
+    person = make_user("both-ways", "staff", department=KOSEKI)
+    attempt_id, right = one_left(db, person, campaign_id)
+    path = database_path(app.config["DATA_DIR"])
+    answering, keyed = open_db(path), []
+
+    def key_in():
+        desk = open_db(path)
+        try:
+            keyed.append(paper.key_in_sheet(desk, reviewer, campaign_id, person.user_id,
+                                            attempt_id, {}))
+        finally:
+            desk.close()
+
+    try:
+        errors = between(answering, key_in)
+        selfcheck.answer_question(answering, person, campaign_id, attempt_id, 2, right)
+    finally:
+        answering.close()
+    assert not keyed
+    assert [e.errors for e in errors if isinstance(e, Invalid)] == [{"sheet": [paper.DONE]}]
+    attempt = selfcheck._attempt(db, person, campaign_id, attempt_id)
+    assert attempt["finished_at"] and attempt["on_paper"] == 0 and attempt["keyed_in_by"] is None
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'campaign_paper_key_in'"
+                      ).fetchone()[0] == 0
