@@ -132,14 +132,20 @@ def detect_format(filename: str, text: str) -> str:
     return "jsonl" if text.lstrip().startswith("{") else "csv"
 
 
-def read_records(data: bytes, filename: str = "") -> list[tuple[int, dict]]:
-    """(line number, raw record) for each record of a file; Invalid for an unreadable file."""
+def _uploaded_text(data: bytes) -> str:
+    """An uploaded file's text (``decode``); Invalid when it is over MAX_BYTES or empty."""
     if len(data) > MAX_BYTES:
         raise Invalid({"ファイル": [f"ファイルが大きすぎます（{len(data) / 2**20:.0f} MB）。"
                                  f"{MAX_BYTES // 2**20} MB 以下に分けてください。"]})
     text = decode(data)
     if not text.strip():
         raise Invalid({"ファイル": ["ファイルが空です。"]})
+    return text
+
+
+def read_records(data: bytes, filename: str = "") -> list[tuple[int, dict]]:
+    """(line number, raw record) for each record of a file; Invalid for an unreadable file."""
+    text = _uploaded_text(data)
     return _read_jsonl(text) if detect_format(filename, text) == "jsonl" else _read_csv(text)
 
 
@@ -212,13 +218,7 @@ def read_csv_table(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]
     """A CSV file as staff save it from Excel (UTF-8 with or without BOM, or CP932; the
     size limit; the sniffed dialect): its header and (line number, cells) of each row.
     Other modules' CSV uploads (kb/vocabulary.py) read through here."""
-    if len(data) > MAX_BYTES:
-        raise Invalid({"ファイル": [f"ファイルが大きすぎます（{len(data) / 2**20:.0f} MB）。"
-                                 f"{MAX_BYTES // 2**20} MB 以下に分けてください。"]})
-    text = decode(data)
-    if not text.strip():
-        raise Invalid({"ファイル": ["ファイルが空です。"]})
-    return _csv_rows(text)
+    return _csv_rows(_uploaded_text(data))
 
 
 def _read_csv(text: str) -> list[tuple[int, dict]]:

@@ -16,7 +16,6 @@ import argparse
 import random
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,15 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_reminders import timed  # noqa: E402
 from bench_staff import roster_office  # noqa: E402
 from kb import campaigns, dates, enrolment, participation, users  # noqa: E402
 from kb.db import get_db  # noqa: E402
-
-
-def timed(call):
-    started = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - started
 
 
 def main() -> None:

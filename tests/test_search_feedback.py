@@ -106,3 +106,15 @@ def test_the_result_page_lists_related_cases_under_their_own_heading(
     exact = client.get("/cases?q=ゼブラ柄&exact=1").get_data(as_text=True)
     assert 'id="related-heading"' not in exact and f"/cases/{third}?" not in exact
     assert "2件の事例" in exact
+
+
+def test_the_command_line_marks_related_cases_but_keeps_the_json_contract(app):
+    from kb import users
+    result = find(app, users.READER, "USB 紛失", page_size=1000)
+    assert result.related > 0
+    runner = app.test_cli_runner()
+    text = runner.invoke(args=["search", "USB 紛失", "--limit", "1000"]).output
+    assert f"({result.related} related)" in text
+    assert text.count("  (related)") == result.related
+    data = runner.invoke(args=["search", "USB 紛失", "--json", "--limit", "1000"]).output
+    assert '"related"' not in data
