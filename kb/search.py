@@ -541,13 +541,13 @@ class _View:
     def doc_frequency(self, name: str, token: str) -> int:
         """Whoosh's count of the segment's documents holding ``token`` in ``name`` (deleted
         ones included), remembered for the segment's life."""
-        known = self.data.frequencies
-        key = (name, token)
-        if key not in known:
+        known = self.data.frequencies  # shared by the searching threads: one lookup
+        frequency = known.get((name, token))
+        if frequency is None:
             if len(known) > 100_000:
                 known.clear()
-            known[key] = self.reader.doc_frequency(name, token)
-        return known[key]
+            frequency = known[(name, token)] = self.reader.doc_frequency(name, token)
+        return frequency
 
     def word(self, name: str, tokens: list[str]) -> np.ndarray:
         mask = self.term(name, tokens[0])
