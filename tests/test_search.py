@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from kb import indexer, ranking, search, workflow
+from kb import cases, indexer, ranking, search, workflow
 from kb.db import get_db, mark_changed, transaction
 from tests.conftest import login
 from tests.reporting import file_report, near_miss_form
@@ -357,6 +357,73 @@ def test_after_a_merge_every_case_is_found_once_and_old_segment_data_is_let_go(c
     assert len(live) == 1
     assert sorted(ids(find(app, people["reporter"], "ゼブラ柄"))) == sorted(filed)
     assert {segment_id for key_folder, segment_id in search._segments if key_folder == folder} <= live
+
+
+def case_ids_by_docnum(ix):
+    """Each segment's (array of case ids, stored case ids, live docnums)."""
+    with search.open_searcher(ix) as searcher:
+        segments = []
+        for reader, _ in search._segment_readers(searcher):
+            data = search._segment_data(ix.storage.folder, reader, searcher.doc_count_all())
+            stored = [int(reader.stored_fields(docnum)["case_id"])
+                      for docnum in range(reader.doc_count_all())]  # deleted ones included
+            segments.append((list(data.case_ids), stored, set(reader.all_doc_ids())))
+        return segments
+
+
+def test_a_hit_is_the_case_of_its_document_after_updates_deletions_and_a_merge(app, people,
+                                                                                monkeypatch):
+    monkeypatch.setattr(ranking, "FEEDBACK_DOCS", 0)  # only the cases holding the words
+    ix = ix_of(app)
+    with app.app_context():
+        db = get_db()
+        published = [row[0] for row in db.execute(
+            "SELECT case_id FROM cases WHERE status = 'published' ORDER BY case_id")]
+        edited, withdrawn, last = published[0], published[1], published[-1]
+        with transaction(db):  # re-indexed: its document is deleted and added again, elsewhere
+            db.execute("UPDATE cases SET summary = 'ゼブラ柄の封筒で通知書を返送した。' "
+                       "WHERE case_id = ?", [edited])
+            mark_changed(db, edited)
+        with transaction(db):  # its document deleted
+            db.execute("UPDATE cases SET status = 'withdrawn' WHERE case_id = ?", [withdrawn])
+            mark_changed(db, withdrawn)
+        with transaction(db):
+            db.execute("UPDATE cases SET summary = 'ペンギンの絵はがきを誤って投函した。' "
+                       "WHERE case_id = ?", [last])
+            mark_changed(db, last)
+        indexed = set(cases.index_stamps(db))
+    for merged in (False, True):
+        if merged:
+            ix.optimize()  # one new segment: its documents numbered afresh
+        segments = case_ids_by_docnum(ix)
+        if not merged:  # the seed's segment now holds deleted documents before live ones
+            assert any(len(live) < len(array) for array, _, live in segments)
+        for array, stored, live in segments:
+            assert array == stored  # one entry per document number, deleted ones too
+        assert sorted(case_id for array, _, live in segments for docnum, case_id
+                      in enumerate(array) if docnum in live) == sorted(indexed)
+        assert ids(find(app, people["outsider"], "ゼブラ柄")) == [edited]
+        assert ids(find(app, people["outsider"], "ペンギン")) == [last]
+        assert ids(find(app, people["outsider"], "ゼブラ柄", sort="date")) == [edited]
+        search._cache.clear()
+
+
+def test_a_search_reads_no_stored_fields(app, people, monkeypatch):
+    # Reading a hit's stored fields made each new searcher load the segment's offsets of
+    # them again: 1-5 ms per segment and search (README, Performance; issue #14).
+    from whoosh.reading import SegmentReader
+
+    read = []
+    stored_fields = SegmentReader.stored_fields
+    monkeypatch.setattr(SegmentReader, "stored_fields",
+                        lambda reader, docnum: read.append(docnum) or stored_fields(reader, docnum))
+    result = find(app, people["outsider"], "FAX 誤送信")
+    assert result.hits and result.related  # the feedback's best cases were looked up too
+    assert find(app, people["outsider"], "", sort="date").hits
+    with app.app_context():
+        assert search.similar_cases(ix_of(app), get_db(), people["outsider"],
+                                    text="FAXの番号を誤って別の事業所に送信した")
+    assert read == []
 
 
 def test_whoosh_refresh_keeps_segments_a_merge_replaced_so_we_do_not_use_it(tmp_path):
