@@ -10,6 +10,7 @@ starts. Which of the hits a user may read is decided by the database, not the in
 import itertools
 import logging
 import math
+import os
 import shutil
 import threading
 import time
@@ -24,6 +25,7 @@ from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.fields import ID, KEYWORD, STORED, FieldType, Schema
 from whoosh.filedb.compound import CompoundStorage
 from whoosh.filedb.structfile import BufferFile, StructFile
+from whoosh.index import TOC
 
 from kb import analysis, cases, ranking, users, vocabulary
 
@@ -309,9 +311,13 @@ def rebuild(db, data_dir, *, progress=None, procs: int = 1) -> int:
         progress(count % 100)
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    fresh.rename(path)
+    # Under get_index's lock: a search opening the index between the two renames found no
+    # folder and created an empty index there, the second rename then failed and every
+    # search found nothing. (Another process's search can still meet that moment.)
+    with _lock:
+        if path.exists():
+            path.rename(old)
+        fresh.rename(path)
     shutil.rmtree(old, ignore_errors=True)
     _forget(data_dir)
     _cache.clear()
@@ -645,6 +651,23 @@ _cache: "OrderedDict[tuple, tuple]" = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def _generation_key(ix) -> tuple | None:
+    """What tells the index's newest generation from any other, for the result cache; None
+    if that cannot be told now (a commit just replaced it: the search is not cached).
+
+    Not the folder and generation number alone: two indexes can share both — a test's
+    copy, and an index rebuilt by another process (``flask reindex`` while the server
+    runs) is swapped in under the same folder name and counts its generations from the
+    start again, so this process answered from the old index's results. Every commit
+    writes a new table of contents: its inode and time tell the two apart."""
+    generation = ix.latest_generation()
+    try:
+        toc = os.stat(os.path.join(ix.storage.folder, TOC._filename(ix.indexname, generation)))
+    except OSError:
+        return None
+    return (ix.storage.folder, generation, toc.st_ino, toc.st_mtime_ns)
+
+
 def _visibility_key(user) -> tuple:
     if user.has_role("reviewer"):
         return ("reviewer", user.user_id)
@@ -706,14 +729,16 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
     """
     filters = {k: v for k, v in (filters or {}).items() if k in FACETS and v}
     words = None if exact else vocabulary.current(db)
-    # The folder is part of the key: two indexes (a restore, a test's copy) can share a
-    # generation number. The vocabulary's version is too: a change is used at once.
-    key = (ix.storage.folder, ix.latest_generation(), text, tuple(sorted(filters.items())),
-           sort, page, page_size, _visibility_key(user), words and words.version)
-    with _cache_lock:
-        cached = _cache.get(key)
-        if cached is not None:
-            _cache.move_to_end(key)
+    # The vocabulary's version is part of the key: a change is used at once.
+    generation = _generation_key(ix)
+    key = (generation, text, tuple(sorted(filters.items())), sort, page, page_size,
+           _visibility_key(user), words and words.version)
+    cached = None
+    if generation is not None:
+        with _cache_lock:
+            cached = _cache.get(key)
+            if cached is not None:
+                _cache.move_to_end(key)
     if cached is None:
         try:
             cached = _run(ix, text, user, filters, sort, page, page_size, time_limit,
@@ -721,7 +746,7 @@ def search_cases(ix, db, user, text: str, *, filters: dict | None = None, sort: 
         except Exception as error:  # noqa: BLE001 - a damaged index file: degrade, rebuild
             _unreadable(ix, error)
             return _fallback(db, user, text, filters, page, page_size)
-        if not cached[3]:  # partial results are not worth keeping
+        if not cached[3] and generation is not None:  # partial results are not worth keeping
             with _cache_lock:
                 _cache[key] = cached
                 while len(_cache) > CACHE_SIZE:

@@ -329,6 +329,21 @@ def test_download_then_upload_changes_nothing(client, signed_in, app):
     assert state(app) == before and in_db(app, vocabulary.current_version) == version
 
 
+@pytest.mark.parametrize("encoding", ["cp932", "utf-8-sig", "utf-8"])
+def test_a_download_saved_again_by_excel_changes_nothing(client, signed_in, app, encoding):
+    # Excel on Windows saves "CSV" as CP932 without a BOM and "CSV UTF-8" with one, and
+    # writes its own line endings; the seed's words (表計算, 置いたまま, 電車・列車・新幹線 …)
+    # must all survive that.
+    signed_in("reviewer")
+    text = client.get("/admin/vocabulary/download").data.decode("utf-8-sig")
+    assert "電車、列車、新幹線" in text and "置いたまま" in text and "表計算" in text
+    resaved = "\r\n".join(text.splitlines()).encode(encoding)
+    before, version = state(app), in_db(app, vocabulary.current_version)
+    html = upload(client, resaved).get_data(as_text=True)
+    assert f"変更なし {len(SEED_GROUPS)}件" in html and "変更はありません" in html
+    assert state(app) == before and in_db(app, vocabulary.current_version) == version
+
+
 def test_a_cp932_upload_is_previewed_then_applied_in_one_go(client, signed_in, app):
     signed_in("reviewer")
     text = "語,狭い語,メモ\r\n紛失、なくした、なくなった、失くした、無くした、遺失、所在不明,,動詞の言い換え\r\n" \
