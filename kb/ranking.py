@@ -125,6 +125,14 @@ FEEDBACK_MIN_AGREEING = 2
 FEEDBACK_TERMS = 10
 FEEDBACK_TERM_MIN_DOCS = 2
 FEEDBACK_TERM_WEIGHT = 0.1
+# Bigrams are taken only from a first pass of at least this many cases: two cases share
+# chance bigrams, and each one lifts a case into 「関連する事例」 (「電車」, 2 hits: 178 of
+# 180 cases were listed as related). Types still count from two agreeing cases.
+FEEDBACK_TERM_MIN_CASES = 3
+# A bigram that more than this share of the published cases hold does not tell them apart
+# (「保護」「会社」): never a feedback word. Neither changed the dev scores beyond noise
+# (docs/search.md, step 26).
+FEEDBACK_TERM_MAX_SHARE = 0.25
 
 OPERATORS = {"AND", "OR", "NOT", "&&", "||"}
 SYNTAX = str.maketrans({c: " " for c in "()[]{}:^~*?\\/+!"})
@@ -482,7 +490,9 @@ def feedback(plan: Plan, types: list[str], texts: list[str], idf, rough_idf=None
     a mixed top adds nothing). A bigram counts when at least ``FEEDBACK_TERM_MIN_DOCS`` of the
     texts hold it and the query does not; the ``FEEDBACK_TERMS`` with the highest share × IDF
     are kept, each weighing ``FEEDBACK_TERM_WEIGHT`` of that. Words that name every case
-    (GENERIC_WORDS) and one-character tokens are never added."""
+    (GENERIC_WORDS), one-character tokens and bigrams more than ``FEEDBACK_TERM_MAX_SHARE``
+    of the cases hold are never added, and none at all from fewer than
+    ``FEEDBACK_TERM_MIN_CASES`` texts."""
     result = Feedback()
     counts: dict[str, int] = {}
     for incident_type in types:
@@ -491,18 +501,22 @@ def feedback(plan: Plan, types: list[str], texts: list[str], idf, rough_idf=None
     result.types = {t: FEEDBACK_TYPE_WEIGHT * c / len(types) for t, c in counts.items()
                     if c >= max(FEEDBACK_TYPE_SHARE * len(types), FEEDBACK_MIN_AGREEING)}
     held: dict[str, int] = {}
+    if len(texts) < FEEDBACK_TERM_MIN_CASES:
+        texts = []
     for text in texts:
         for token in {token for token, _, _ in analysis.tokens(text)}:
             if len(token) > 1 and token not in plan.terms and token not in _GENERIC:
                 held[token] = held.get(token, 0) + 1
     shared = [(count / len(texts), token) for token, count in held.items()
-              if count >= FEEDBACK_TERM_MIN_DOCS]
+              if count >= FEEDBACK_TERM_MIN_DOCS]  # none when texts is empty
     if rough_idf is not None:
         # Weighing every shared bigram exactly reads its postings in every field (most of
         # the cost at 20,000 cases); the index's own counts pick the few worth weighing.
         shared = sorted(shared, key=lambda pair: (-pair[0] * rough_idf(pair[1]), pair[1]))
         shared = shared[:FEEDBACK_TERMS]
-    candidates = sorted(((share * idf([token]), token) for share, token in shared),
+    distinctive = math.log(1 + 1 / FEEDBACK_TERM_MAX_SHARE)  # idf() of that share
+    candidates = sorted(((share * weight, token) for share, token in shared
+                         if (weight := idf([token])) >= distinctive),
                         key=lambda pair: (-pair[0], pair[1]))
     result.words = [Word([token], FEEDBACK_TERM_WEIGHT * score, False)
                     for score, token in candidates[:FEEDBACK_TERMS]]
