@@ -148,11 +148,24 @@ def index_path(data_dir) -> Path:
     return Path(data_dir) / INDEX_FOLDER
 
 
+SWAP_WAIT = 2.0  # seconds get_index waits for another process's rebuild to finish its swap
+
+
 def get_index(data_dir):
     """The index in ``data_dir``, created empty if it does not exist. Opened once per
-    process; reopened only if its folder has gone (a rebuild swapped it, a test removed it)."""
+    process; reopened only if its folder has gone (a rebuild swapped it, a test removed it).
+
+    A folder missing while its ``.old`` sibling exists is a rebuild between its two renames
+    (``rebuild``); in this process it holds ``_lock`` then, but another process's (``flask
+    reindex`` beside the server) does not, so the index is waited for, up to
+    ``SWAP_WAIT``, instead of created empty in the rebuild's way."""
     path = index_path(data_dir)
     key = str(path)
+    swapping = path.with_name(path.name + ".old")
+    waited = 0.0
+    while not path.is_dir() and swapping.is_dir() and waited < SWAP_WAIT:
+        time.sleep(0.01)
+        waited += 0.01
     with _lock:
         ix = _indexes.get(key)
         if ix is not None and path.is_dir():

@@ -529,6 +529,28 @@ def test_a_reindex_by_another_process_is_searched_at_once_not_the_old_indexs_res
     assert ids(find(app, people["outsider"], "ゼブラ柄")) == [case_id]
 
 
+def test_a_search_during_another_processs_swap_waits_for_it(app, people):
+    # `flask reindex` beside the server swaps folders without the server's lock: a search
+    # between its two renames must wait for the new folder, not create an empty one there
+    # (which made the second rename fail and every search find nothing).
+    import threading
+
+    data_dir = app.config["DATA_DIR"]
+    path = search.index_path(data_dir)
+    aside = path.with_name(path.name + ".old")
+    path.rename(aside)  # the other process's first rename
+    opened = []
+    searching = threading.Thread(target=lambda: opened.append(search.get_index(data_dir)))
+    searching.start()
+    searching.join(timeout=0.2)
+    assert searching.is_alive() and not path.exists()  # waiting, nothing created
+    aside.rename(path)  # its second rename (here: the same index back in place)
+    searching.join()
+    with search.open_searcher(opened[0]) as searcher:
+        assert searcher.doc_count() > 0
+    assert find(app, people["outsider"], "FAX 誤送信").hits
+
+
 def test_a_search_during_a_rebuilds_swap_waits_for_it_instead_of_emptying_the_index(app, people,
                                                                                     monkeypatch):
     # The recovery thread (or `reindex`) renames the old folder away and the new one in:
