@@ -10,6 +10,8 @@ then prints:
 - the warm-up that `serve` runs at start (every segment's columns loaded once);
 - query latency p50/p95/max inside ``kb.search.search_cases`` (dev queries, their variants,
   single words, two-word queries, and filter-only browsing), and how many hit the time limit;
+- what the office's vocabulary adds: the same queries with it and with an empty one,
+  interleaved in one process, p95 and p50 of each (issue #14 allows +20 % at p95);
 - the same through HTTP (waitress on 127.0.0.1, a signed-in session), p50/p95/max;
 - the time to index one new case after its commit;
 - peak memory of the searching process: all of it (max RSS), and its private part (anonymous
@@ -43,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb import create_app, ranking, search, users  # noqa: E402
+from kb import create_app, ranking, search, users, vocabulary  # noqa: E402
 from kb.db import database_path, get_db, mark_changed, open_db, transaction, utcnow  # noqa: E402
 from kb.migrations import migrate  # noqa: E402
 
@@ -121,6 +123,30 @@ def bench_core(app, user, texts):
             ranking._snippet.cache_clear()
     slowest = sorted(zip(timings, texts), reverse=True)[:3]
     return timings, partial, slowest
+
+
+def bench_vocabulary_cost(app, user, texts):
+    """Milliseconds per query with the office's vocabulary and with an empty one, the same
+    queries interleaved one by one (the machine's load falls on both alike), feedback on in
+    both: {"on": [...], "off": [...]}. Issue #14: the vocabulary adds at most 20 % to p95."""
+    ix = search.get_index(app.config["DATA_DIR"])
+    current, empty = vocabulary.current, vocabulary.Vocabulary(0, [])
+    timings = {"on": [], "off": []}
+    try:
+        with app.app_context():
+            db = get_db()
+            for i, text in enumerate(texts):
+                for variant in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                    # What search_cases reads for the vocabulary: the real one, or none.
+                    vocabulary.current = current if variant == "on" else (lambda db: empty)
+                    search._cache.clear()
+                    ranking._snippet.cache_clear()
+                    started = time.perf_counter()
+                    search.search_cases(ix, db, user, text, page=1 + i % 3)
+                    timings[variant].append((time.perf_counter() - started) * 1000)
+    finally:
+        vocabulary.current = current
+    return timings
 
 
 def bench_http(app, texts):
@@ -230,6 +256,7 @@ def serve(data_dir, n_queries):
         first = (time.perf_counter() - started) * 1000
     texts = queries(rng, n_queries)
     core, partial, slowest = bench_core(app, user, texts)
+    cost = bench_vocabulary_cost(app, user, texts)
     http = bench_http(app, texts[: max(20, n_queries // 2)])
     update_ms = bench_update(app, user)
     print(f"warm-up               {first:6.1f} ms (loads every segment's columns; `serve` does"
@@ -237,6 +264,10 @@ def serve(data_dir, n_queries):
     print(f"search_cases          p50 {percentile(core, .5):6.1f} ms  p95 {percentile(core, .95):6.1f} ms"
           f"  max {max(core):6.1f} ms  ({len(core)} queries, {partial} hit the time limit)")
     print("  slowest: " + ", ".join(f"{text} {ms:.0f} ms" for ms, text in slowest))
+    off, on = (percentile(cost[v], .95) for v in ("off", "on"))
+    print(f"vocabulary cost       p95 {off:6.1f} → {on:6.1f} ms ({(on / off - 1) * 100:+.0f} %),"
+          f" p50 {percentile(cost['off'], .5):.1f} → {percentile(cost['on'], .5):.1f} ms"
+          " (the same queries without and with the vocabulary, interleaved; issue #14: ≤ +20 %)")
     print(f"GET /cases?q=…        p50 {percentile(http, .5):6.1f} ms  p95 {percentile(http, .95):6.1f} ms"
           f"  max {max(http):6.1f} ms  ({len(http)} requests)")
     print(f"index one new case    {update_ms:6.1f} ms (after commit)")
