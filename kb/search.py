@@ -326,7 +326,8 @@ def rebuild(db, data_dir, *, progress=None, procs: int = 1) -> int:
     shutil.rmtree(old, ignore_errors=True)
     # Under get_index's lock: a search opening the index between the two renames found no
     # folder and created an empty index there, the second rename then failed and every
-    # search found nothing. (Another process's search can still meet that moment.)
+    # search found nothing. (A search in another process waits in get_index while the
+    # .old folder shows the swap.)
     with _lock:
         if path.exists():
             path.rename(old)
