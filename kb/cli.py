@@ -75,8 +75,13 @@ def init_command(demo: bool) -> None:
     click.echo(f"external cases added: {result['new']}, already present: {result['existing']}")
     # The seed vocabulary only on first run: once reviewers changed it, it is theirs.
     added = vocabulary.load_seed(db, users.SYSTEM, _seed("vocabulary.csv"))
-    click.echo(f"search vocabulary: {added} groups added" if added
-               else "search vocabulary: kept as it is")
+    if added:
+        click.echo(f"search vocabulary: {added} groups added")
+    else:
+        missing = vocabulary.count_seed_proposals(db, _seed("vocabulary.csv"))
+        click.echo("search vocabulary: kept as it is" + (
+            f" ({missing} seed groups or words not in it: a reviewer can add them at"
+            f" 言い換え → 標準の言い換えから取り込む, /admin/vocabulary/seed)" if missing else ""))
     if search.ensure_index(current_app, db):
         click.echo("search index: rebuilt from the database")
     if demo and (in_use := demo_reports.in_use(db)):

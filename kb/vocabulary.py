@@ -29,6 +29,7 @@ offices that keep such lists in Excel; an upload replaces the whole vocabulary a
 preview, in one transaction, and a malformed file changes nothing.
 """
 
+import hashlib
 import json
 import re
 import threading
@@ -500,6 +501,104 @@ def load_seed(db, actor, path) -> int:
             _insert_group(db, draft, now)
         _record(db, actor, "seed", None, None, {"groups": len(drafts)})
     return len(drafts)
+
+
+@dataclass
+class SeedProposal:
+    """A seed group the office's vocabulary does not fully hold: a new group, or the words
+    missing from the office's group that already holds two or more of its words."""
+    key: str
+    seed: Draft
+    group: dict | None
+    draft: Draft  # the new group, or what the office's group would become
+
+    @property
+    def missing(self) -> list[tuple[str, bool]]:
+        held = {fold(m["word"]) for m in self.group["members"]} if self.group else set()
+        return [(w, n) for w, n in self.seed.members() if fold(w) not in held]
+
+
+def _seed_key(draft: Draft) -> str:
+    return hashlib.sha256(repr(draft.key()).encode()).hexdigest()[:16]
+
+
+def _proposals(stored: list[dict], seeds: list[Draft]) -> list[SeedProposal]:
+    words_of = [(g, {fold(m["word"]) for m in g["members"]}) for g in stored]
+    proposals = []
+    for seed in seeds:
+        words = {fold(w) for w, _ in seed.members()}
+        group, held = max(words_of, key=lambda pair: len(words & pair[1]), default=(None, set()))
+        if len(words & held) >= 2:
+            missing = [(w, n) for w, n in seed.members() if fold(w) not in held]
+            if not missing:
+                continue
+            draft = Draft(group["words"] + [w for w, n in missing if not n],
+                          group["narrower"] + [w for w, n in missing if n], group["note"])
+            proposals.append(SeedProposal(_seed_key(seed), seed, group, draft))
+        else:
+            # Sharing one word is not the same group: a word may be in several groups (the
+            # seed has 送った in both 送付 and 送信), so the seed group is proposed whole.
+            proposals.append(SeedProposal(_seed_key(seed), seed, None, seed))
+    return proposals
+
+
+def _seed_drafts(path) -> list[Draft]:
+    return [draft for _, draft in read_csv(Path(path).read_bytes())]
+
+
+def seed_proposals(db, actor, path) -> list[SeedProposal]:
+    """What the shipped seed list holds that this vocabulary does not (reviewers): for an
+    installation set up before the seed grew, or one whose reviewers removed words. Nothing
+    is written; ``add_from_seed`` takes the ones a reviewer chooses."""
+    require_role(actor, "reviewer")
+    return _proposals(_groups(db), _seed_drafts(path))
+
+
+def count_seed_proposals(db, path) -> int:
+    """How many seed proposals there are — a number only, for ``init`` to mention."""
+    return len(_proposals(_groups(db), _seed_drafts(path)))
+
+
+def _shown(draft: Draft) -> str:
+    return "・".join(w for w, _ in draft.members())
+
+
+def add_from_seed(db, actor, path, keys, version) -> list[SeedProposal]:
+    """Add the chosen seed proposals (``keys``) in one transaction (reviewers).
+
+    ``version`` is the vocabulary version the list was shown at: Conflict once it moved.
+    Each proposal is checked like a typed group against the vocabulary as the ones before
+    it left it; Invalid (by seed group) writes nothing. Returns what was added."""
+    require_role(actor, "reviewer")
+    keys = set(keys)
+    with transaction(db):
+        if str(current_version(db)) != str(version or "").strip():
+            raise Conflict(f"the vocabulary is at version {current_version(db)}")
+        chosen = [p for p in _proposals(_groups(db), _seed_drafts(path)) if p.key in keys]
+        if not chosen:
+            raise Invalid({"seed": ["取り込む言い換えを1つ以上選んでください。"]})
+        errors: dict[str, list[str]] = {}
+        now = utcnow()
+        for proposal in chosen:
+            exclude = proposal.group["group_id"] if proposal.group else None
+            try:
+                _validated(db, proposal.draft, exclude=exclude)
+            except Invalid as error:
+                errors[_shown(proposal.seed)] = [m for ms in error.errors.values() for m in ms]
+                continue
+            # Recorded as the reviewer's own 追加 or 編集, each marked as from the seed list.
+            after = dict(_snapshot(proposal.draft), source="seed")
+            if proposal.group is None:
+                group_id = _insert_group(db, proposal.draft, now)
+                _record(db, actor, "create", group_id, None, after)
+            else:
+                _write_words(db, exclude, proposal.draft)
+                db["vocabulary_groups"].update(exclude, {
+                    "updated_at": now, "version": proposal.group["version"] + 1})
+                _record(db, actor, "update", exclude, _snapshot(proposal.group), after)
+        if errors:
+            raise Invalid(errors)  # the transaction rolls back what was written before
+    return chosen
 
 
 # --- what searches use --------------------------------------------------------------

@@ -188,6 +188,58 @@ def test_init_loads_the_seed_once_and_never_overwrites_reviewers_edits(app, db, 
     assert len(vocabulary.list_groups(db, reviewer)) == len(SEED_GROUPS) - 1
 
 
+def _by_words(db, reviewer, word):
+    return [g for g in vocabulary.list_groups(db, reviewer)
+            if word in g["words"] + g["narrower"]]
+
+
+def test_seed_groups_a_vocabulary_lacks_are_offered_and_added_when_chosen(app, db, reviewer):
+    """An installation set up before the seed grew: a whole group and one word are missing."""
+    groups = vocabulary.list_groups(db, reviewer)
+    assert vocabulary.seed_proposals(db, reviewer, SEED) == []
+    train = next(g for g in groups if "新幹線" in g["words"])
+    vocabulary.delete_group(db, reviewer, train["group_id"], train["version"])
+    namesake = next(g for g in groups if "同姓" in g["words"])
+    vocabulary.update_group(db, reviewer, namesake["group_id"], Draft(
+        [w for w in namesake["words"] if w != "同姓"], namesake["narrower"], namesake["note"]),
+        namesake["version"])
+    proposals = vocabulary.seed_proposals(db, reviewer, SEED)
+    assert [(p.group is None, p.missing) for p in proposals] == [
+        (False, [("同姓", False)]), (True, [("電車", False), ("列車", False), ("新幹線", False)])]
+    assert app.test_cli_runner().invoke(args=["init"]).output.count("2 seed groups or words") == 1
+
+    version = vocabulary.current_version(db)
+    vocabulary.add_from_seed(db, reviewer, SEED, [proposals[0].key], version)
+    assert "同姓" in _by_words(db, reviewer, "同姓同名")[0]["words"]
+    assert _by_words(db, reviewer, "新幹線") == []  # not chosen: nothing added
+    change = vocabulary.history(db, reviewer, limit=1)[0]
+    assert change["action"] == "update" and change["after"]["source"] == "seed"
+    assert "同姓" in change["after"]["words"] and "同姓" not in change["before"]["words"]
+    assert [p.missing for p in vocabulary.seed_proposals(db, reviewer, SEED)] == [
+        [("電車", False), ("列車", False), ("新幹線", False)]]
+
+
+def test_adding_from_the_seed_is_refused_whole_when_stale_or_conflicting(db, reviewer):
+    groups = vocabulary.list_groups(db, reviewer)
+    train = next(g for g in groups if "新幹線" in g["words"])
+    vocabulary.delete_group(db, reviewer, train["group_id"], train["version"])
+    label = next(g for g in groups if "ラベル" in g["words"])
+    vocabulary.delete_group(db, reviewer, label["group_id"], label["version"])
+    keys = [p.key for p in vocabulary.seed_proposals(db, reviewer, SEED)]
+    assert len(keys) == 2
+    with pytest.raises(Conflict):
+        vocabulary.add_from_seed(db, reviewer, SEED, keys, vocabulary.current_version(db) - 1)
+    # A reviewer makes 新幹線 narrower in a group of their own: the seed's train group, where
+    # it is broad, now contradicts it; the ラベル group, which would pass, is not added either.
+    vocabulary.create_group(db, reviewer, Draft(["鉄道"], ["新幹線"]))
+    version = vocabulary.current_version(db)
+    errors = errors_of(lambda: vocabulary.add_from_seed(db, reviewer, SEED, keys, version))
+    assert list(errors) == ["電車・列車・新幹線"] and "向きが食い違います" in errors["電車・列車・新幹線"][0]
+    assert _by_words(db, reviewer, "ラベル") == [] and vocabulary.current_version(db) == version
+    assert errors_of(lambda: vocabulary.add_from_seed(db, reviewer, SEED, [], version)) == {
+        "seed": ["取り込む言い換えを1つ以上選んでください。"]}
+
+
 # --- entry by entry: every seed group through the real index -----------------------------
 
 def _finds(draft: Draft):
@@ -247,6 +299,40 @@ def in_db(app, call, *args):
     """Run a core function on the app's database outside any request."""
     with app.app_context():
         return call(get_db(), *args)
+
+
+def test_the_seed_page_adds_what_is_ticked_and_keeps_ticks_when_stale(client, signed_in, app):
+    reviewer = signed_in("reviewer")
+    words = lambda word: in_db(app, _by_words, reviewer, word)  # noqa: E731
+    train = words("新幹線")[0]
+    in_db(app, vocabulary.delete_group, reviewer, train["group_id"], train["version"])
+    assert "いまの言い換えにないものが1件" in client.get("/admin/vocabulary").get_data(as_text=True)
+    page = client.get("/admin/vocabulary/seed").get_data(as_text=True)
+    key = re.search(r'name="key" value="([0-9a-f]+)" checked', page).group(1)
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    in_db(app, vocabulary.create_group, reviewer, Draft(["公用車", "庁用車"], []))  # meanwhile
+    stale = client.post("/admin/vocabulary/seed", data={"csrf_token": csrf_token(page),
+                                                       "version": version, "key": key})
+    assert stale.status_code == 409 and "取り込みませんでした" in stale.get_data(as_text=True)
+    assert f'value="{key}" checked' in stale.get_data(as_text=True)
+    assert words("新幹線") == []
+    none = post_form(client, "/admin/vocabulary/seed", {})  # nothing ticked
+    assert none.status_code == 422 and "1つ以上選んで" in none.get_data(as_text=True)
+    done = post_form(client, "/admin/vocabulary/seed", {"key": key})
+    assert done.status_code == 302 and words("新幹線")
+    assert "すべていまの言い換えに入っています" in client.get("/admin/vocabulary/seed").get_data(as_text=True)
+    history = client.get("/admin/vocabulary/history").get_data(as_text=True)
+    assert "追加（標準の言い換えから）" in history
+
+
+def test_only_reviewers_see_or_add_the_seed_proposals(client, signed_in, app):
+    signed_in("staff")
+    assert client.get("/admin/vocabulary/seed").status_code == 403
+    page = client.get("/").get_data(as_text=True)
+    response = client.post("/admin/vocabulary/seed", data={"csrf_token": csrf_token(page), "key": "x"})
+    assert response.status_code == 403
+    with pytest.raises(Forbidden):
+        in_db(app, vocabulary.seed_proposals, users.READER, SEED)
 
 
 # --- the reviewer pages ----------------------------------------------------------------------

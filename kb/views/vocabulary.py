@@ -3,7 +3,8 @@
 import secrets
 from pathlib import Path
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, Response, current_app, flash, redirect, render_template, request,
+                   url_for)
 from flask_login import current_user
 
 from kb import imports, roles, vocabulary
@@ -19,6 +20,8 @@ CONFLICT_MESSAGE = ("このグループは、あなたが画面を開いた後�
                     "あらためて反映してください。")
 DELETED_MESSAGE = ("このグループは、あなたが画面を開いた後に別の人が削除しました。あなたの入力はこの画面に残して"
                    "あります（まだ保存していません）。「保存」を押すと、新しいグループとして追加します。")
+STALE_SEED_MESSAGE = ("この一覧を開いた後に、言い換えが変更されたため、取り込みませんでした（何も変更していません）。"
+                      "いまの内容と比べ直した一覧を下に表示しています。確かめてから、もう一度「取り込む」を押してください。")
 STALE_UPLOAD_MESSAGE = ("確認の画面を開いた後に、言い換えが変更されたため、反映しませんでした（何も変更していません）。"
                         "いまの内容と比べ直した結果を下に表示しています。確かめてから、もう一度「反映する」を押してください。")
 
@@ -33,7 +36,36 @@ def index():
     q = (request.args.get("q") or "").strip()[:30]
     return render_template("vocabulary/index.html", q=q,
                            groups=vocabulary.list_groups(get_db(), current_user, q=q),
-                           version=vocabulary.current_version(get_db()))
+                           version=vocabulary.current_version(get_db()),
+                           from_seed=len(vocabulary.seed_proposals(get_db(), current_user,
+                                                                   _seed_path())))
+
+
+def _seed_path() -> Path:
+    return Path(current_app.config["SEED_DIR"]) / "vocabulary.csv"
+
+
+@bp.route("/seed", methods=["GET", "POST"])
+def seed():
+    """The shipped seed list's groups and words this vocabulary lacks; add the chosen ones."""
+    db = get_db()
+    if request.method == "GET":
+        return render_template("vocabulary/seed.html", chosen=None, errors=None,
+                               proposals=vocabulary.seed_proposals(db, current_user, _seed_path()),
+                               version=vocabulary.current_version(db))
+    chosen = request.form.getlist("key")
+    try:
+        added = vocabulary.add_from_seed(db, current_user, _seed_path(), chosen,
+                                         request.form.get("version", ""))
+    except (Invalid, Conflict) as error:
+        return render_template(
+            "vocabulary/seed.html", chosen=set(chosen),
+            errors=error.errors if isinstance(error, Invalid) else None,
+            notice=STALE_SEED_MESSAGE if isinstance(error, Conflict) else None,
+            proposals=vocabulary.seed_proposals(db, current_user, _seed_path()),
+            version=vocabulary.current_version(db)), 409 if isinstance(error, Conflict) else 422
+    flash(f"標準の言い換えから{len(added)}件を取り込みました。次の検索から使われます。", "success")
+    return redirect(url_for("vocabulary.index"))
 
 
 def _typed(form) -> dict:
