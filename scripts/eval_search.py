@@ -10,7 +10,12 @@ it separately — the original 20 queries (`old`, qids q…) and the 40 written 
 (all 60 unless --set says otherwise; scripts/test uses this through
 tests/test_search_quality.py).
 
+With --judge 2 the same runs are scored against a second, independent judge's grades
+(data/seed/queries_dev_judge2.jsonl, made blind to the first judge and to the search;
+docs/search.md) and the agreement of the two judges is printed.
+
     .venv/bin/python scripts/eval_search.py [--min-ndcg 0.80] [--set old|new|all] [--verbose]
+                                            [--judge 1|2]
 """
 
 import argparse
@@ -28,6 +33,8 @@ from kb.cases import list_cases  # noqa: E402
 from kb.db import get_db  # noqa: E402
 
 QUERIES = ROOT / "data" / "seed" / "queries_dev.jsonl"
+SECOND_JUDGE = ROOT / "data" / "seed" / "queries_dev_judge2.jsonl"
+CASES = ROOT / "data" / "seed" / "external_cases.jsonl"
 READER = users.User(0, "eval", "評価", None, "", frozenset({"staff"}))
 # A query's set is told by the first letter of its qid: the q-numbers are the original 20
 # (their gaps belong to a held-out set), the n-numbers the 40 added before issue #14's tuning.
@@ -51,9 +58,17 @@ def recall_at(ranked: list[str], relevant: dict[str, int], k: int = 20, capped=F
     return found / (min(k, len(relevant)) if capped else len(relevant))
 
 
-def load_queries(which: str = "all") -> list[dict]:
-    """The development queries of set ``which`` ("old", "new" or "all"), in file order."""
-    queries = [json.loads(line) for line in QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_queries(which: str = "all", judge: int = 1) -> list[dict]:
+    """The development queries of set ``which`` ("old", "new" or "all"), in file order,
+    with the grades of ``judge`` 1 (the set's own) or 2 (the second judge's)."""
+    queries = _lines(QUERIES)
+    if judge == 2:
+        second = {row["qid"]: row["relevant"] for row in _lines(SECOND_JUDGE)}
+        queries = [dict(q, relevant=second[q["qid"]]) for q in queries]
     if which == "all":
         return queries
     return [q for q in queries if q["qid"].startswith(SETS[which])]
@@ -68,11 +83,37 @@ def mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {metric: sum(row[metric] for row in rows) / len(rows) if rows else 0.0 for metric in METRICS}
 
 
-def evaluate(app, verbose=False, which="all") -> dict[str, dict[str, float]]:
+def weighted_kappa(pairs: list[tuple[int, int]]) -> float:
+    """Cohen's kappa with linear weights for two judges' grades (0, 1, 2) of the same items:
+    1 when they agree everywhere, 0 when they agree only as much as chance would."""
+    def weight(a, b):
+        return 1 - abs(a - b) / 2
+    n = len(pairs)
+    observed = sum(weight(a, b) for a, b in pairs) / n
+    first = [sum(1 for a, _ in pairs if a == g) / n for g in (0, 1, 2)]
+    second = [sum(1 for _, b in pairs if b == g) / n for g in (0, 1, 2)]
+    expected = sum(first[a] * second[b] * weight(a, b) for a in (0, 1, 2) for b in (0, 1, 2))
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
+def agreement(which: str = "all") -> dict[str, float]:
+    """Weighted kappa of the two judges over every (query, case) pair of each part."""
+    case_ids = [row["id"] for row in _lines(CASES)]
+    first, second = load_queries(which), {q["qid"]: q["relevant"] for q in load_queries(which, 2)}
+    result = {}
+    for part, prefix in SETS.items():
+        pairs = [(q["relevant"].get(case, 0), second[q["qid"]].get(case, 0))
+                 for q in first if q["qid"].startswith(prefix) for case in case_ids]
+        if pairs:
+            result[part] = weighted_kappa(pairs)
+    return result
+
+
+def evaluate(app, verbose=False, which="all", judge=1) -> dict[str, dict[str, float]]:
     """Mean scores of the search and the baseline over the queries of set ``which``:
     ``{"search": {...}, "baseline": {...}}``, and the same for each part of the set under
     ``"search old"``, ``"baseline new"`` … (only parts that have queries)."""
-    queries = load_queries(which)
+    queries = load_queries(which, judge)
     per_query = {"search": {}, "baseline": {}}
     with app.app_context():
         db = get_db()
@@ -110,8 +151,10 @@ def main() -> int:
     parser.add_argument("--set", dest="which", choices=("old", "new", "all"), default="all",
                         help="old: the original 20 (q…); new: the 40 added for issue #14 (n…); all (default)")
     parser.add_argument("--verbose", action="store_true", help="one line per query")
+    parser.add_argument("--judge", type=int, choices=(1, 2), default=1,
+                        help="whose grades: 1, the set's own (default); 2, the second judge's")
     args = parser.parse_args()
-    queries = load_queries(args.which)
+    queries = load_queries(args.which, args.judge)
     if not queries:
         print(f"no queries in set {args.which!r}", file=sys.stderr)
         return 2
@@ -121,7 +164,7 @@ def main() -> int:
         if result.exit_code != 0:
             print(result.output, file=sys.stderr)
             return 2
-        scores = evaluate(app, verbose=args.verbose, which=args.which)
+        scores = evaluate(app, verbose=args.verbose, which=args.which, judge=args.judge)
     counts = {part: sum(q["qid"].startswith(prefix) for q in queries) for part, prefix in SETS.items()}
     print(f"{len(queries)} queries ({args.which}: "
           + ", ".join(f"{counts[part]} {part} {prefix}…" for part, prefix in SETS.items()) + ")")
@@ -133,6 +176,9 @@ def main() -> int:
         for name in ("search", "baseline"):
             if f"{name} {part}" in scores:
                 print(f"{part} {counts[part]:>2}  {name:<9} {line(scores[f'{name} {part}'])}")
+    if args.judge == 2:
+        print("judges' agreement (weighted kappa over every query and case): "
+              + ", ".join(f"{part} {kappa:.3f}" for part, kappa in agreement(args.which).items()))
     if args.min_ndcg is not None and scores["search"]["ndcg@10"] < args.min_ndcg:
         print(f"FAIL: nDCG@10 {scores['search']['ndcg@10']:.3f} < {args.min_ndcg} on {args.which}"
               f" ({len(queries)} queries)", file=sys.stderr)

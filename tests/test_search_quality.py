@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "eval_search.py"
 QUERIES = ROOT / "data" / "seed" / "queries_dev.jsonl"
 CASES = ROOT / "data" / "seed" / "external_cases.jsonl"
+SECOND_JUDGE = ROOT / "data" / "seed" / "queries_dev_judge2.jsonl"
 
 
 def run_eval(*args):
@@ -72,3 +73,30 @@ def test_development_set_has_20_old_and_40_new_queries_each_judged_against_real_
         if q["qid"].startswith("n"):
             assert q["query"] not in old_texts, q["qid"]
             assert len(q["relevant"]) >= 3, q["qid"]
+
+
+def test_the_second_judges_grades_cover_the_same_queries_with_real_cases():
+    first = [json.loads(line)["qid"] for line in QUERIES.read_text(encoding="utf-8").splitlines()]
+    second = [json.loads(line) for line in SECOND_JUDGE.read_text(encoding="utf-8").splitlines()]
+    case_ids = {json.loads(line)["id"] for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()}
+    assert [row["qid"] for row in second] == first
+    for row in second:
+        assert set(row) == {"qid", "relevant"} and set(row["relevant"]) <= case_ids, row["qid"]
+        assert set(row["relevant"].values()) <= {1, 2} and 2 in row["relevant"].values(), row["qid"]
+
+
+def test_eval_scores_against_the_second_judge_and_prints_the_judges_agreement():
+    result, lines = run_eval("--judge", "2", "--set", "new")
+    assert result.returncode == 0, result.stdout + result.stderr
+    kappa = float(lines[-1].split("new ")[1])
+    assert lines[-1].startswith("judges' agreement") and 0.5 < kappa < 1
+    first = ndcg_of(run_eval("--set", "new")[1], "search")
+    assert ndcg_of(lines, "search") != first  # other grades, another score
+
+
+def test_weighted_kappa_is_one_for_agreement_and_below_zero_for_systematic_disagreement():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from eval_search import weighted_kappa
+    assert weighted_kappa([(0, 0), (1, 1), (2, 2), (0, 0)]) == 1.0
+    assert weighted_kappa([(0, 2), (2, 0), (0, 2), (2, 0)]) < 0
+    assert 0 < weighted_kappa([(0, 0), (1, 2), (2, 2), (0, 1)]) < 1
