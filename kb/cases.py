@@ -147,7 +147,11 @@ def require_readable(db, user, case_id: int) -> None:
 
 
 # The date a case is filed under; cases with no known date come last.
-CASE_DATE = "coalesce(c.occurred_on, c.discovered_on, c.published_on)"
+# The day a case is dated by: the day it happened, else the day it was found or published,
+# else — a near-miss filed without its day (the quick form does not require one) — the
+# office day it was submitted (timestamps are UTC; the office is JST, kb.dates.OFFICE_TZ).
+CASE_DATE = ("coalesce(c.occurred_on, c.discovered_on, c.published_on,"
+             " date(c.submitted_at, '+9 hours'))")
 CASE_QUERY = (
     "SELECT c.*, d.name AS department_label, u.display_name AS reporter_name FROM cases c"
     " LEFT JOIN departments d ON d.department_id = c.department_id"
@@ -237,7 +241,7 @@ def countermeasures_of(db, case_ids: list[int]) -> dict[int, list[dict]]:
 INDEXED = "status != 'withdrawn'"  # the cases the search index holds
 
 INDEX_QUERY = (
-    "SELECT c.*, d.name AS department_label,"
+    f"SELECT c.*, {CASE_DATE} AS case_date, d.name AS department_label,"
     " (SELECT group_concat(text, char(10)) FROM"
     "   (SELECT text FROM countermeasures m WHERE m.case_id = c.case_id ORDER BY position))"
     "   AS countermeasure_texts,"

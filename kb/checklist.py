@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from kb import audit
-from kb.cases import INCIDENT_TYPES, TASKS, readable_clause, require_readable
+from kb.cases import CASE_DATE, INCIDENT_TYPES, TASKS, readable_clause, require_readable
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import require_role
@@ -242,13 +242,12 @@ def item_cases(db, code: str) -> dict:
         " c.occurred_on, c.discovered_on, c.published_on, c.lesson, d.name AS department_label"
         f" FROM cases c LEFT JOIN departments d USING (department_id)"
         f" WHERE c.case_id IN (SELECT case_id FROM ({TOUCHES}) WHERE code = ?)"
-        " ORDER BY coalesce(c.occurred_on, c.discovered_on, c.published_on) IS NULL,"
-        " coalesce(c.occurred_on, c.discovered_on, c.published_on) DESC, c.case_id DESC", [code])
+        f" ORDER BY {CASE_DATE} IS NULL, {CASE_DATE} DESC, c.case_id DESC", [code])
     measures = db.execute_returning_dicts(
         "SELECT m.countermeasure_id, m.text, m.status, m.type, c.case_id, c.title AS case_title,"
         " c.origin FROM countermeasure_checklist_items l JOIN countermeasures m USING (countermeasure_id)"
         f" JOIN cases c ON c.case_id = m.case_id WHERE l.item_code = ? AND {PUBLIC}"
-        " ORDER BY coalesce(c.occurred_on, c.discovered_on, c.published_on) DESC, m.countermeasure_id DESC",
+        f" ORDER BY {CASE_DATE} DESC, m.countermeasure_id DESC",
         [code])
     return {"cases": cases, "countermeasures": measures}
 
@@ -384,8 +383,7 @@ def card(db, *, task: str | None = None, department_id: int | None = None) -> di
         example = db.execute_returning_dicts(
             "SELECT case_id, title, lesson, municipality, origin FROM cases c"
             f" WHERE {PUBLIC} AND task = ?"
-            " ORDER BY coalesce(occurred_on, discovered_on, published_on) IS NULL,"
-            " coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1", [task])
+            f" ORDER BY {CASE_DATE} IS NULL, {CASE_DATE} DESC LIMIT 1", [task])
         return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,
                 "tasks": [task]}
     tasks = [row[0] for row in db.execute(
@@ -400,7 +398,7 @@ def card(db, *, task: str | None = None, department_id: int | None = None) -> di
     example = db.execute_returning_dicts(
         "SELECT case_id, title, lesson, municipality, origin FROM cases c"
         f" WHERE {PUBLIC} AND department_id = ?"
-        " ORDER BY coalesce(occurred_on, discovered_on, published_on) DESC LIMIT 1",
+        f" ORDER BY {CASE_DATE} DESC LIMIT 1",
         [department_id])
     return {"items": chosen[:CARD_ITEMS], "example": example[0] if example else None,
             "tasks": tasks}

@@ -11,12 +11,11 @@ published ones.
 from datetime import date
 
 from kb import dates
-from kb.cases import INCIDENT_TYPE_LABELS, RULE_STATUS_LABELS, TASK_LABELS, readable_clause
+from kb.cases import CASE_DATE, INCIDENT_TYPE_LABELS, RULE_STATUS_LABELS, TASK_LABELS, readable_clause
 from kb.exceptions import Invalid
 from kb.roles import require_role
 
 ORIGINS = ("both", "internal", "external")
-CASE_DATE = "coalesce(c.occurred_on, c.discovered_on, c.published_on)"
 
 
 def parse_filters(actor, *, start: str = "", end: str = "", department_id=None,

@@ -50,7 +50,8 @@ FIELD_LABELS = {
     "incident_type": "種別", "rule_status": "ルールの状況", "affected_count": "影響を受けた人数",
     "data_items": "漏えい等した情報の項目", "countermeasures": "再発防止策",
 }
-NEAR_MISS_LABELS = {"summary": "何が起きそうになったか", "how_found": "どうして気づいたか"}
+NEAR_MISS_LABELS = {"summary": "何が起きそうになったか", "how_found": "どうして気づいたか",
+                    "occurred_on": "起きそうになった日"}
 
 REQUIRED = {
     "near_miss": ("summary", "how_found", "task"),

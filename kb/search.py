@@ -222,7 +222,7 @@ def _forget(data_dir) -> None:
 
 def _document(row: dict) -> dict:
     """The Whoosh document of a case row from ``cases.index_rows``."""
-    date = row["occurred_on"] or row["discovered_on"] or row["published_on"] or ""
+    date = row["case_date"] or ""
     department = row["department_label"] or row["department_name"] or ""
     return {
         "case_id": str(row["case_id"]),

@@ -70,6 +70,18 @@ def test_the_database_decides_even_when_the_index_is_stale(client, app, people):
     assert ids(find(app, people["outsider"], "ゼブラ柄")) == []
 
 
+def test_a_near_miss_without_its_day_sorts_by_its_submission_day(client, app, people):
+    undated = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒を使いそうになった。")
+    dated = file_report(client, "near_miss", near_miss_form(
+        summary="ゼブラ柄の封筒に入れそうになった。", occurred_on="2020/04/01"))
+    with app.app_context():
+        db = get_db()
+        for case_id in (undated, dated):
+            workflow.submit_report(db, people["reporter"], case_id)
+    result = find(app, people["reviewer"], "ゼブラ柄", sort="date")
+    assert ids(result) == [undated, dated]  # today's submission, then 2020
+
+
 def test_withdrawn_cases_are_removed_from_the_index(app, people):
     with app.app_context():
         db = get_db()
