@@ -819,6 +819,8 @@ def test_the_user_guide_pages_show_the_demo_and_are_captured_for_the_guide(page,
     expect(page.get_by_role("heading", name="言い換え（同義語）")).to_be_visible()
     expect(page.get_by_role("cell", name=re.compile("なくした")).first).to_be_visible()
     _guide_shot(page, "guide-vocabulary.png", full_page=False)
+    page.get_by_role("link", name="標準の言い換えから取り込む").click()
+    expect(page.get_by_text("標準の言い換えは、すべていまの言い換えに入っています。")).to_be_visible()
     nav.get_by_role("link", name="検索ログ").click()
     expect(page.get_by_role("cell", name=miss, exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=f"「{miss}」の言い換えを追加")).to_be_visible()
