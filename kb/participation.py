@@ -274,7 +274,8 @@ def department_status(db, actor, campaign_id: int, department_id: int) -> dict:
     nobody can answer, online or on paper), "completed": [...], "not_yet": [...],
     "excluded": [...]}; each person has user_id, login, employee_number, name, has_email,
     and for completed ones finished_at and on_paper, for excluded ones reason,
-    reason_label and (for a 所属長's exclusion) note.
+    reason_label, (for a 所属長's exclusion) note, and finished_at (None unless they
+    finished all the same).
     """
     campaign = campaign_row(db, campaign_id)
     _may_see_department(db, actor, department_id)
@@ -297,9 +298,12 @@ def department_status(db, actor, campaign_id: int, department_id: int) -> dict:
                  "employee_number": account["employee_number"], "name": account["display_name"],
                  "has_email": bool(account["email"])}
         if not person["eligible"]:
+            # A 所属長's exclusion outweighs a finished attempt (the person may still answer
+            # online): finished_at says so, and taking the exclusion back counts it.
             result["excluded"].append(dict(entry, reason=person["reason"],
                                            reason_label=reason_label(person["reason"]),
-                                           note=notes.get(user_id, "")))
+                                           note=notes.get(user_id, ""),
+                                           finished_at=done.get(user_id, {}).get("finished_at")))
         elif user_id in done:
             result["completed"].append(dict(entry, finished_at=done[user_id]["finished_at"],
                                             on_paper=bool(done[user_id]["on_paper"])))

@@ -203,6 +203,25 @@ def test_an_exclusion_needs_a_reason_is_audited_and_changes_the_figures(app, cli
                           ).fetchone()[0] == 1
 
 
+def test_an_excluded_person_who_answers_online_is_shown_as_answered_and_counts_once_included(
+        app, client, own_db, reviewer, make_user):
+    campaign_id, ids, _ = setup_department(app, own_db, reviewer, make_user)
+    page = page_of(app, campaign_id)
+    with app.app_context():
+        finish(get_db(), users_get(get_db(), ids["1004"]), campaign_id)  # excluded, answers anyway
+    login(client, "boss")
+    excluded = section(client.get(page).get_data(as_text=True), "excluded-heading")
+    row = re.search(r"<tr><td>1004</td>.*?</tr>", excluded, re.S).group(0)
+    assert "回答済み" in row and "除外を取り消すと回答に数えます" in row
+    assert "回答済み" not in re.search(r"<tr><td>1005</td>.*?</tr>", excluded, re.S).group(0)
+    completed = participation.campaign_report(own_db, campaign_id)["total"]["completed"]
+    token = csrf_token(client.get(page).get_data(as_text=True))
+    assert client.post(f"{page}/exclusions/{ids['1004']}/delete",
+                       data={"csrf_token": token}).status_code == 302
+    assert participation.campaign_report(own_db, campaign_id)["total"]["completed"] == completed + 1
+    assert "職員 1004" in section(client.get(page).get_data(as_text=True), "done-heading")
+
+
 def test_exclusions_are_refused_once_the_campaign_is_closed(app, client, own_db, reviewer,
                                                            make_user):
     campaign_id, ids, _ = setup_department(app, own_db, reviewer, make_user)
