@@ -78,7 +78,11 @@ def init_command(demo: bool) -> None:
     if added:
         click.echo(f"search vocabulary: {added} groups added")
     else:
-        missing = vocabulary.count_seed_proposals(db, _seed("vocabulary.csv"))
+        try:
+            missing = vocabulary.count_seed_proposals(db, _seed("vocabulary.csv"))
+        except Invalid as error:
+            missing = 0
+            click.echo("warning: " + " ".join(error.errors["seed"]), err=True)
         click.echo("search vocabulary: kept as it is" + (
             f" ({missing} seed groups or words not in it: a reviewer can add them at"
             f" 言い換え → 標準の言い換えから取り込む, /admin/vocabulary/seed)" if missing else ""))

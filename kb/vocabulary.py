@@ -506,11 +506,14 @@ def load_seed(db, actor, path) -> int:
 @dataclass
 class SeedProposal:
     """A seed group the office's vocabulary does not fully hold: a new group, or the words
-    missing from the office's group that already holds two or more of its words."""
+    missing from the office's group that holds two or more of its words and is that seed
+    group's own (see ``_proposals``). ``problem`` is why it cannot be added as things stand
+    (a conflicting direction, too many alternatives …): shown, never offered for adding."""
     key: str
     seed: Draft
     group: dict | None
     draft: Draft  # the new group, or what the office's group would become
+    problem: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> list[tuple[str, bool]]:
@@ -522,45 +525,110 @@ def _seed_key(draft: Draft) -> str:
     return hashlib.sha256(repr(draft.key()).encode()).hexdigest()[:16]
 
 
+def _extended(group: dict, seed: Draft) -> Draft:
+    """``group`` with the words of ``seed`` it lacks (in the seed's direction)."""
+    held = {fold(m["word"]) for m in group["members"]}
+    missing = [(w, n) for w, n in seed.members() if fold(w) not in held]
+    return Draft(group["words"] + [w for w, n in missing if not n],
+                 group["narrower"] + [w for w, n in missing if n], group["note"])
+
+
 def _proposals(stored: list[dict], seeds: list[Draft]) -> list[SeedProposal]:
+    """The seed groups ``stored`` lacks, each checked against ``stored`` as it is.
+
+    A seed group is held when one office group has all its words. Otherwise it extends an
+    office group only if that group shares two or more of its words *and* is its own — of
+    all the seed groups, it shares the most words with this one (the seed's ラベル and 宛名
+    groups share 宛名シール・宛名ラベル: with the 宛名 group deleted, the ラベル group is
+    still the ラベル seed group's, so 宛名 comes back as a group of its own instead of
+    joining ラベル). Anything else is proposed as a new group: a word may be in several
+    groups (the seed has 送った in both 送付 and 送信)."""
     words_of = [(g, {fold(m["word"]) for m in g["members"]}) for g in stored]
+    seed_words = [{fold(w) for w, _ in seed.members()} for seed in seeds]
+    owner = {g["group_id"]: max(range(len(seeds)), key=lambda i: len(held & seed_words[i]))
+             for g, held in words_of} if seeds else {}
     proposals = []
-    for seed in seeds:
-        words = {fold(w) for w, _ in seed.members()}
-        group, held = max(words_of, key=lambda pair: len(words & pair[1]), default=(None, set()))
-        if len(words & held) >= 2:
-            missing = [(w, n) for w, n in seed.members() if fold(w) not in held]
-            if not missing:
-                continue
-            draft = Draft(group["words"] + [w for w, n in missing if not n],
-                          group["narrower"] + [w for w, n in missing if n], group["note"])
-            proposals.append(SeedProposal(_seed_key(seed), seed, group, draft))
+    for index, (seed, words) in enumerate(zip(seeds, seed_words)):
+        if any(words <= held for _, held in words_of):
+            continue
+        homes = [(g, held) for g, held in words_of
+                 if len(words & held) >= 2 and owner[g["group_id"]] == index]
+        if homes:
+            group, _ = max(homes, key=lambda pair: len(words & pair[1]))
+            proposal = SeedProposal(_seed_key(seed), seed, group, _extended(group, seed))
         else:
-            # Sharing one word is not the same group: a word may be in several groups (the
-            # seed has 送った in both 送付 and 送信), so the seed group is proposed whole.
-            proposals.append(SeedProposal(_seed_key(seed), seed, None, seed))
+            proposal = SeedProposal(_seed_key(seed), seed, None, seed)
+        exclude = proposal.group["group_id"] if proposal.group else None
+        errors = check_draft(proposal.draft) or _conflicts(
+            proposal.draft, [g for g in stored if g["group_id"] != exclude])
+        proposal.problem = [m for messages in errors.values() for m in messages]
+        proposals.append(proposal)
     return proposals
 
 
 def _seed_drafts(path) -> list[Draft]:
-    return [draft for _, draft in read_csv(Path(path).read_bytes())]
+    """The seed list's groups; Invalid (field "seed") when the file cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise Invalid({"seed": [f"標準の言い換えのファイル（{Path(path).name}）を読めません"
+                                f"（{error.strerror or error}）。システムの管理者に連絡してください。"]})
+    try:
+        return [draft for _, draft in read_csv(data)]
+    except Invalid as error:
+        lines = [f"{where}：{m}" for where, messages in error.errors.items() for m in messages]
+        raise Invalid({"seed": [f"標準の言い換えのファイル（{Path(path).name}）に誤りがあります。"
+                                "システムの管理者に連絡してください。"] + lines[:5]})
+
+
+_proposal_cache: dict[tuple, list[SeedProposal]] = {}
+_proposal_lock = threading.Lock()
+
+
+def _cached_proposals(db, path) -> list[SeedProposal]:
+    """``_proposals`` for the vocabulary's version and the seed file as it is now: the
+    言い換え list asks on every view, and working them out takes a quarter of a second at
+    2,000 groups."""
+    try:
+        stat = Path(path).stat()
+        database = db.execute("PRAGMA database_list").fetchone()[2]  # which installation
+        last = db.execute("SELECT change_id, changed_at FROM vocabulary_changes"
+                          " ORDER BY change_id DESC LIMIT 1").fetchone()
+        key = (database, str(path), stat.st_mtime_ns, stat.st_size, tuple(last or ()))
+    except OSError:
+        key = None
+    with _proposal_lock:
+        if key is not None and key in _proposal_cache:
+            return _proposal_cache[key]
+    proposals = _proposals(_groups(db), _seed_drafts(path))
+    if key is not None:
+        with _proposal_lock:
+            _proposal_cache.clear()
+            _proposal_cache[key] = proposals
+    return proposals
 
 
 def seed_proposals(db, actor, path) -> list[SeedProposal]:
     """What the shipped seed list holds that this vocabulary does not (reviewers): for an
     installation set up before the seed grew, or one whose reviewers removed words. Nothing
-    is written; ``add_from_seed`` takes the ones a reviewer chooses."""
+    is written; ``add_from_seed`` takes the ones a reviewer chooses. Invalid (field "seed")
+    when the seed file cannot be read."""
     require_role(actor, "reviewer")
-    return _proposals(_groups(db), _seed_drafts(path))
+    return _cached_proposals(db, path)
 
 
 def count_seed_proposals(db, path) -> int:
-    """How many seed proposals there are — a number only, for ``init`` to mention."""
-    return len(_proposals(_groups(db), _seed_drafts(path)))
+    """How many seed proposals could be added now — a number only, for ``init`` and the
+    list's notice. Invalid (field "seed") when the seed file cannot be read."""
+    return sum(1 for p in _cached_proposals(db, path) if not p.problem)
 
 
 def _shown(draft: Draft) -> str:
     return "・".join(w for w, _ in draft.members())
+
+
+SEED_CHANGED = ("選んだもののうち、いまの標準の言い換えとの差にないものがあります（標準の言い換えのファイルか"
+                "言い換えが更新されました）。何も取り込んでいません。一覧を確かめてから、もう一度選んでください。")
 
 
 def add_from_seed(db, actor, path, keys, version) -> list[SeedProposal]:
@@ -568,34 +636,41 @@ def add_from_seed(db, actor, path, keys, version) -> list[SeedProposal]:
 
     ``version`` is the vocabulary version the list was shown at: Conflict once it moved.
     Each proposal is checked like a typed group against the vocabulary as the ones before
-    it left it; Invalid (by seed group) writes nothing. Returns what was added."""
+    it left it (two that extend one group both land); Invalid (by seed group) writes
+    nothing — also for a key that is not a proposal now. Returns what was added."""
     require_role(actor, "reviewer")
     keys = set(keys)
     with transaction(db):
         if str(current_version(db)) != str(version or "").strip():
             raise Conflict(f"the vocabulary is at version {current_version(db)}")
-        chosen = [p for p in _proposals(_groups(db), _seed_drafts(path)) if p.key in keys]
-        if not chosen:
+        if not keys:
             raise Invalid({"seed": ["取り込む言い換えを1つ以上選んでください。"]})
+        proposals = _proposals(_groups(db), _seed_drafts(path))
+        chosen = [p for p in proposals if p.key in keys]
+        if len(chosen) < len(keys):
+            raise Invalid({"seed": [SEED_CHANGED]})
         errors: dict[str, list[str]] = {}
         now = utcnow()
         for proposal in chosen:
-            exclude = proposal.group["group_id"] if proposal.group else None
+            if proposal.group is None:
+                draft, before, group_id = proposal.draft, None, None
+            else:  # as the proposals before this one left it
+                before = _group(db, proposal.group["group_id"])
+                draft, group_id = _extended(before, proposal.seed), before["group_id"]
             try:
-                _validated(db, proposal.draft, exclude=exclude)
+                _validated(db, draft, exclude=group_id)
             except Invalid as error:
                 errors[_shown(proposal.seed)] = [m for ms in error.errors.values() for m in ms]
                 continue
             # Recorded as the reviewer's own 追加 or 編集, each marked as from the seed list.
-            after = dict(_snapshot(proposal.draft), source="seed")
-            if proposal.group is None:
-                group_id = _insert_group(db, proposal.draft, now)
-                _record(db, actor, "create", group_id, None, after)
+            after = dict(_snapshot(draft), source="seed")
+            if before is None:
+                _record(db, actor, "create", _insert_group(db, draft, now), None, after)
             else:
-                _write_words(db, exclude, proposal.draft)
-                db["vocabulary_groups"].update(exclude, {
-                    "updated_at": now, "version": proposal.group["version"] + 1})
-                _record(db, actor, "update", exclude, _snapshot(proposal.group), after)
+                _write_words(db, group_id, draft)
+                db["vocabulary_groups"].update(group_id, {
+                    "updated_at": now, "version": before["version"] + 1})
+                _record(db, actor, "update", group_id, _snapshot(before), after)
         if errors:
             raise Invalid(errors)  # the transaction rolls back what was written before
     return chosen

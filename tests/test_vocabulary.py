@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,82 @@ def test_seed_groups_a_vocabulary_lacks_are_offered_and_added_when_chosen(app, d
     assert "同姓" in change["after"]["words"] and "同姓" not in change["before"]["words"]
     assert [p.missing for p in vocabulary.seed_proposals(db, reviewer, SEED)] == [
         [("電車", False), ("列車", False), ("新幹線", False)]]
+
+
+def test_a_deleted_seed_group_comes_back_whole_not_into_a_group_sharing_two_of_its_words(
+        db, reviewer):
+    """The seed's 宛名 and ラベル groups share 宛名シール・宛名ラベル: with 宛名 deleted, the
+    ラベル group is still the ラベル seed group's, so 宛名 must not join it (ラベル would
+    then find every 宛名 case)."""
+    address = next(g for g in _by_words(db, reviewer, "宛名") if "宛名" in g["words"])
+    vocabulary.delete_group(db, reviewer, address["group_id"], address["version"])
+    [proposal] = vocabulary.seed_proposals(db, reviewer, SEED)
+    assert proposal.group is None and "宛名" in proposal.draft.words
+    vocabulary.add_from_seed(db, reviewer, SEED, [proposal.key], vocabulary.current_version(db))
+    assert vocabulary.seed_proposals(db, reviewer, SEED) == []
+    assert "宛名" not in next(g for g in _by_words(db, reviewer, "ラベル"))["words"]
+
+
+def test_seed_groups_sharing_words_are_each_restored_to_their_own_group(db, reviewer):
+    dropped = _by_words(db, reviewer, "落とした")[0]
+    vocabulary.delete_group(db, reviewer, dropped["group_id"], dropped["version"])
+    lost = _by_words(db, reviewer, "所在不明")[0]
+    vocabulary.update_group(db, reviewer, lost["group_id"], Draft(
+        [w for w in lost["words"] if w != "所在不明"], lost["narrower"], lost["note"]), lost["version"])
+    proposals = vocabulary.seed_proposals(db, reviewer, SEED)
+    assert sorted((p.group is None, [w for w, _ in p.missing]) for p in proposals) == [
+        (False, ["所在不明"]), (True, ["紛失", "遺失", "落とした", "落とす"])]
+    vocabulary.add_from_seed(db, reviewer, SEED, [p.key for p in proposals],
+                             vocabulary.current_version(db))
+    assert "所在不明" in _by_words(db, reviewer, "所在不明")[0]["words"]
+    assert _by_words(db, reviewer, "落とした") and vocabulary.seed_proposals(db, reviewer, SEED) == []
+
+
+def test_a_seed_group_that_contradicts_the_office_is_shown_with_why_and_never_offered(
+        client, signed_in, app):
+    reviewer = signed_in("reviewer")
+    train = in_db(app, _by_words, reviewer, "新幹線")[0]
+    in_db(app, vocabulary.delete_group, reviewer, train["group_id"], train["version"])
+    in_db(app, vocabulary.create_group, reviewer, Draft(["鉄道"], ["新幹線"]))
+    [proposal] = in_db(app, vocabulary.seed_proposals, reviewer, SEED)
+    assert "向きが食い違います" in proposal.problem[0]
+    assert in_db(app, vocabulary.count_seed_proposals, SEED) == 0
+    assert "seed-notice" not in client.get("/admin/vocabulary").get_data(as_text=True)
+    page = client.get("/admin/vocabulary/seed").get_data(as_text=True)
+    assert "このままでは取り込めません" in page and 'name="key"' not in page
+
+
+def test_a_key_that_is_no_longer_proposed_writes_nothing(db, reviewer):
+    train = _by_words(db, reviewer, "新幹線")[0]
+    vocabulary.delete_group(db, reviewer, train["group_id"], train["version"])
+    [proposal] = vocabulary.seed_proposals(db, reviewer, SEED)
+    version = vocabulary.current_version(db)
+    errors = errors_of(lambda: vocabulary.add_from_seed(
+        db, reviewer, SEED, [proposal.key, "0123456789abcdef"], version))
+    assert errors == {"seed": [vocabulary.SEED_CHANGED]}
+    assert _by_words(db, reviewer, "新幹線") == [] and vocabulary.current_version(db) == version
+
+
+def test_a_missing_or_broken_seed_file_leaves_the_list_and_init_working(client, signed_in, app,
+                                                                      tmp_path):
+    reviewer = signed_in("reviewer")
+    for content in (None, "語,狭い語\nひとつだけ,\n".encode()):
+        folder = tmp_path / ("missing" if content is None else "broken")
+        shutil.copytree(SEED.parent, folder)
+        (folder / "vocabulary.csv").unlink()
+        if content is not None:
+            (folder / "vocabulary.csv").write_bytes(content)
+        app.config["SEED_DIR"] = str(folder)
+        result = app.test_cli_runner().invoke(args=["init"])
+        assert result.exit_code == 0 and "search vocabulary: kept as it is" in result.output
+        assert "warning: 標準の言い換えのファイル（vocabulary.csv）" in result.output
+        listing = client.get("/admin/vocabulary")
+        assert listing.status_code == 200 and "seed-notice" not in listing.get_data(as_text=True)
+        page = client.get("/admin/vocabulary/seed").get_data(as_text=True)
+        assert "標準の言い換えのファイル（vocabulary.csv）" in page
+        assert "すべていまの言い換えに入っています" not in page
+        with pytest.raises(Invalid):
+            in_db(app, vocabulary.seed_proposals, reviewer, folder / "vocabulary.csv")
 
 
 def test_adding_from_the_seed_is_refused_whole_when_stale_or_conflicting(db, reviewer):

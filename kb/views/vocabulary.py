@@ -37,8 +37,14 @@ def index():
     return render_template("vocabulary/index.html", q=q,
                            groups=vocabulary.list_groups(get_db(), current_user, q=q),
                            version=vocabulary.current_version(get_db()),
-                           from_seed=len(vocabulary.seed_proposals(get_db(), current_user,
-                                                                   _seed_path())))
+                           from_seed=_seed_count())
+
+
+def _seed_count() -> int:
+    try:
+        return vocabulary.count_seed_proposals(get_db(), _seed_path())
+    except Invalid:  # the seed page says why; the list works without it
+        return 0
 
 
 def _seed_path() -> Path:
@@ -50,22 +56,29 @@ def seed():
     """The shipped seed list's groups and words this vocabulary lacks; add the chosen ones."""
     db = get_db()
     if request.method == "GET":
-        return render_template("vocabulary/seed.html", chosen=None, errors=None,
-                               proposals=vocabulary.seed_proposals(db, current_user, _seed_path()),
-                               version=vocabulary.current_version(db))
+        return _seed_page(db, None)
     chosen = request.form.getlist("key")
     try:
         added = vocabulary.add_from_seed(db, current_user, _seed_path(), chosen,
                                          request.form.get("version", ""))
-    except (Invalid, Conflict) as error:
-        return render_template(
-            "vocabulary/seed.html", chosen=set(chosen),
-            errors=error.errors if isinstance(error, Invalid) else None,
-            notice=STALE_SEED_MESSAGE if isinstance(error, Conflict) else None,
-            proposals=vocabulary.seed_proposals(db, current_user, _seed_path()),
-            version=vocabulary.current_version(db)), 409 if isinstance(error, Conflict) else 422
+    except Conflict:
+        return _seed_page(db, set(chosen), notice=STALE_SEED_MESSAGE, status=409)
+    except Invalid as error:
+        return _seed_page(db, set(chosen), errors=error.errors, status=422)
     flash(f"標準の言い換えから{len(added)}件を取り込みました。次の検索から使われます。", "success")
     return redirect(url_for("vocabulary.index"))
+
+
+def _seed_page(db, chosen, *, errors=None, notice=None, status=200):
+    errors = dict(errors or {})
+    try:
+        proposals = vocabulary.seed_proposals(db, current_user, _seed_path())
+    except Invalid as error:  # the seed file itself cannot be read
+        proposals = None
+        errors.setdefault("seed", []).extend(error.errors["seed"])
+    return render_template("vocabulary/seed.html", proposals=proposals, chosen=chosen,
+                           errors=errors, notice=notice,
+                           version=vocabulary.current_version(db)), status
 
 
 def _typed(form) -> dict:
