@@ -148,12 +148,18 @@ def require_readable(db, user, case_id: int) -> None:
 
 # The date a case is filed under; cases with no known date come last.
 # The day a case is dated by: the day it happened, else the day it was found or published,
-# else — a near-miss filed without its day (the quick form does not require one) — the
-# office day it was submitted (timestamps are UTC; the office is JST, kb.dates.OFFICE_TZ).
+# else — an internal report without its day (the near-miss form does not require one) —
+# the office day it was filed (first saved; timestamps are UTC, the office is JST,
+# kb.dates.OFFICE_TZ). Not the submission: a report returned and resubmitted would move.
 CASE_DATE = ("coalesce(c.occurred_on, c.discovered_on, c.published_on,"
-             " date(c.submitted_at, '+9 hours'))")
+             " CASE WHEN c.origin = 'internal' THEN date(c.created_at, '+9 hours') END)")
+# Whether CASE_DATE is only the filing day (shown as 「報告日」, not as the day it happened).
+FILED_ONLY = "(coalesce(c.occurred_on, c.discovered_on, c.published_on) IS NULL)"
+
+
 CASE_QUERY = (
-    "SELECT c.*, d.name AS department_label, u.display_name AS reporter_name FROM cases c"
+    f"SELECT c.*, {CASE_DATE} AS case_date, {FILED_ONLY} AS dated_by_filing,"
+    " d.name AS department_label, u.display_name AS reporter_name FROM cases c"
     " LEFT JOIN departments d ON d.department_id = c.department_id"
     " LEFT JOIN users u ON u.user_id = c.reporter_id"
 )

@@ -18,8 +18,7 @@ import math
 from datetime import date, timedelta
 
 from kb import campaigns, dates, participation
-from kb.cases import readable_clause
-from kb.dashboard import CASE_DATE
+from kb.cases import CASE_DATE, readable_clause
 from kb.exceptions import NotFound
 from kb.quiz import code_order
 from kb.rendering import excel_csv
@@ -305,8 +304,8 @@ def correlation(db, actor, campaign_id: int, today: date | None = None) -> dict:
     (reviewers only; NotFound for drafts).
 
     Reports count as on the dashboard: internal ones once submitted, and only those the
-    reader may read (``cases.readable_clause`` without drafts), by the date they occurred
-    (else were discovered). Returns {"campaign", "since", "until", "bureaus": [{"code",
+    reader may read (``cases.readable_clause`` without drafts), by their date
+    (``cases.CASE_DATE``: when they occurred, else were discovered, else were filed). Returns {"campaign", "since", "until", "bureaus": [{"code",
     "name", "eligible", "completed", "rate", "mean_percent", "incidents", "near_misses",
     "incidents_per_100", "near_misses_per_100"}], "r": {"rate_incidents",
     "rate_near_misses", "score_incidents", "score_near_misses"}}: Pearson coefficients

@@ -65,9 +65,10 @@ def collect(app, actor, today=date(2026, 3, 15), **filters):
         return dashboard.collect(get_db(), actor, dashboard.parse_filters(actor, **filters), today=today)
 
 
-def test_a_near_miss_filed_without_its_day_counts_in_the_month_it_was_submitted(app, make_user):
-    """The quick form does not ask for the day: such a near-miss is dated by its submission,
-    on the office's clock (01:30 JST on 1 March is still 28 February in UTC)."""
+def test_a_near_miss_filed_without_its_day_counts_in_the_month_it_was_filed(app, make_user):
+    """The day is optional on the near-miss form: such a near-miss is dated by the day it
+    was filed (first saved), on the office's clock (01:25 JST on 1 March is 28 February in
+    UTC) — not by its submission, which a return and resubmission would move."""
     reporter = make_user("quick", "staff", department="kumin-koseki")
     with app.app_context():
         db = get_db()
@@ -75,10 +76,16 @@ def test_a_near_miss_filed_without_its_day_counts_in_the_month_it_was_submitted(
             "kind": "near_miss", "origin": "internal", "status": "submitted", "title": "日付なし",
             "department_id": reporter.department_id, "reporter_id": reporter.user_id,
             "task": "fax", "created_at": "2026-02-28T16:25:00+00:00",
-            "updated_at": "2026-02-28T16:30:00+00:00", "submitted_at": "2026-02-28T16:30:00+00:00"})
+            "updated_at": "2026-04-02T01:00:00+00:00", "submitted_at": "2026-04-02T01:00:00+00:00"})
+        db["cases"].insert({  # another municipality's case without any date: undated
+            "kind": "incident", "origin": "external", "status": "published", "title": "日付なし",
+            "external_id": "ext-undated", "municipality": "テスト町", "incident_type": "other",
+            "created_at": "2026-03-10T00:00:00+00:00", "updated_at": "2026-03-10T00:00:00+00:00"})
     reviewer = make_user("checker", "reviewer", department="soumu-gyousei-joho")
-    data = collect(app, reviewer, origin="internal")
-    assert data["months"] == [{"month": "2026-03", "incidents": 0, "near_misses": 1}]
+    assert collect(app, reviewer, origin="internal")["months"] == [
+        {"month": "2026-03", "incidents": 0, "near_misses": 1}]
+    months = collect(app, reviewer, origin="both", start="2026/01/01")["months"]
+    assert months == [{"month": "2026-03", "incidents": 0, "near_misses": 1}]  # ext-undated: none
     assert collect(app, reviewer, origin="internal", end="2026/02/28")["months"] == []
 
 

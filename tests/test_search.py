@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from kb import cases, indexer, ranking, search, workflow
+from kb import cases, dates, indexer, ranking, search, workflow
 from kb.db import get_db, mark_changed, transaction
 from tests.conftest import login
 from tests.reporting import file_report, near_miss_form
@@ -70,7 +70,7 @@ def test_the_database_decides_even_when_the_index_is_stale(client, app, people):
     assert ids(find(app, people["outsider"], "ゼブラ柄")) == []
 
 
-def test_a_near_miss_without_its_day_sorts_by_its_submission_day(client, app, people):
+def test_a_near_miss_without_its_day_sorts_by_its_filing_day_shown_as_such(client, app, people):
     undated = filed_near_miss(client, app, people, summary="ゼブラ柄の封筒を使いそうになった。")
     dated = file_report(client, "near_miss", near_miss_form(
         summary="ゼブラ柄の封筒に入れそうになった。", occurred_on="2020/04/01"))
@@ -79,7 +79,12 @@ def test_a_near_miss_without_its_day_sorts_by_its_submission_day(client, app, pe
         for case_id in (undated, dated):
             workflow.submit_report(db, people["reporter"], case_id)
     result = find(app, people["reviewer"], "ゼブラ柄", sort="date")
-    assert ids(result) == [undated, dated]  # today's submission, then 2020
+    assert ids(result) == [undated, dated]  # filed today, then 2020
+    today = dates.office_today()
+    filed = f"報告日 {today.year}年{today.month}月{today.day}日"
+    assert filed in client.get("/cases?q=ゼブラ柄&sort=date").get_data(as_text=True)  # the reporter
+    page = client.get(f"/cases/{undated}").get_data(as_text=True)
+    assert f"<dt>起きそうになった日</dt><dd>記載なし（{filed}）" in page
 
 
 def test_withdrawn_cases_are_removed_from_the_index(app, people):
