@@ -12,10 +12,11 @@ tests/test_search_quality.py).
 
 With --judge 2 the same runs are scored against a second, independent judge's grades
 (data/seed/queries_dev_judge2.jsonl, made blind to the first judge and to the search;
-docs/search.md) and the agreement of the two judges is printed.
+docs/search.md), with --judge both against the cases both judges call relevant (at the
+lower grade), and the agreement of the two judges is printed.
 
     .venv/bin/python scripts/eval_search.py [--min-ndcg 0.80] [--set old|new|all] [--verbose]
-                                            [--judge 1|2]
+                                            [--judge 1|2|both]
 """
 
 import argparse
@@ -62,13 +63,16 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def load_queries(which: str = "all", judge: int = 1) -> list[dict]:
+def load_queries(which: str = "all", judge: int | str = 1) -> list[dict]:
     """The development queries of set ``which`` ("old", "new" or "all"), in file order,
-    with the grades of ``judge`` 1 (the set's own) or 2 (the second judge's)."""
+    with the grades of ``judge`` 1 (the set's own), 2 (the second judge's) or "both" (the
+    cases both judges call relevant, at the lower of their grades)."""
     queries = _lines(QUERIES)
-    if judge == 2:
+    if str(judge) in ("2", "both"):
         second = {row["qid"]: row["relevant"] for row in _lines(SECOND_JUDGE)}
-        queries = [dict(q, relevant=second[q["qid"]]) for q in queries]
+        queries = [dict(q, relevant=second[q["qid"]] if str(judge) == "2" else {
+            case: min(grade, second[q["qid"]][case]) for case, grade in q["relevant"].items()
+            if case in second[q["qid"]]}) for q in queries]
     if which == "all":
         return queries
     return [q for q in queries if q["qid"].startswith(SETS[which])]
@@ -99,7 +103,7 @@ def weighted_kappa(pairs: list[tuple[int, int]]) -> float:
 def agreement(which: str = "all") -> dict[str, float]:
     """Weighted kappa of the two judges over every (query, case) pair of each part."""
     case_ids = [row["id"] for row in _lines(CASES)]
-    first, second = load_queries(which), {q["qid"]: q["relevant"] for q in load_queries(which, 2)}
+    first, second = load_queries(which), {q["qid"]: q["relevant"] for q in load_queries(which, "2")}
     result = {}
     for part, prefix in SETS.items():
         pairs = [(q["relevant"].get(case, 0), second[q["qid"]].get(case, 0))
@@ -151,8 +155,9 @@ def main() -> int:
     parser.add_argument("--set", dest="which", choices=("old", "new", "all"), default="all",
                         help="old: the original 20 (q…); new: the 40 added for issue #14 (n…); all (default)")
     parser.add_argument("--verbose", action="store_true", help="one line per query")
-    parser.add_argument("--judge", type=int, choices=(1, 2), default=1,
-                        help="whose grades: 1, the set's own (default); 2, the second judge's")
+    parser.add_argument("--judge", choices=("1", "2", "both"), default="1",
+                        help="whose grades: 1, the set's own (default); 2, the second judge's;"
+                             " both, the cases both call relevant, at the lower grade")
     args = parser.parse_args()
     queries = load_queries(args.which, args.judge)
     if not queries:
@@ -176,7 +181,7 @@ def main() -> int:
         for name in ("search", "baseline"):
             if f"{name} {part}" in scores:
                 print(f"{part} {counts[part]:>2}  {name:<9} {line(scores[f'{name} {part}'])}")
-    if args.judge == 2:
+    if args.judge != "1":
         print("judges' agreement (weighted kappa over every query and case): "
               + ", ".join(f"{part} {kappa:.3f}" for part, kappa in agreement(args.which).items()))
     if args.min_ndcg is not None and scores["search"]["ndcg@10"] < args.min_ndcg:

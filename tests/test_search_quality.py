@@ -100,3 +100,13 @@ def test_weighted_kappa_is_one_for_agreement_and_below_zero_for_systematic_disag
     assert weighted_kappa([(0, 0), (1, 1), (2, 2), (0, 0)]) == 1.0
     assert weighted_kappa([(0, 2), (2, 0), (0, 2), (2, 0)]) < 0
     assert 0 < weighted_kappa([(0, 0), (1, 2), (2, 2), (0, 1)]) < 1
+
+
+def test_judge_both_keeps_the_cases_both_judges_call_relevant_at_the_lower_grade():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from eval_search import load_queries
+    first, second, both = (load_queries("all", judge) for judge in (1, "2", "both"))
+    for one, two, common in zip(first, second, both):
+        assert set(common["relevant"]) == set(one["relevant"]) & set(two["relevant"])
+        assert all(grade == min(one["relevant"][case], two["relevant"][case])
+                   for case, grade in common["relevant"].items())
