@@ -6,7 +6,7 @@ import io
 import pytest
 
 from kb import checklist, workshops
-from kb.db import get_db
+from kb.db import get_db, transaction
 from kb.exceptions import Forbidden, Invalid, NotFound
 from tests.conftest import csrf_token, login
 
@@ -146,6 +146,23 @@ def test_handout_page_and_empty_state(client, signed_in, app):
     csv_body = client.get(f"/workshops/{empty}/cases.csv").data
     assert csv_body.startswith(b"\xef\xbb\xbf") and csv_body.count(b"\r\n") == 1
     assert "（この研修にはまだ事例がありません。）" in client.get(f"/workshops/{empty}/handout.md").get_data(as_text=True)
+
+
+def test_a_published_near_miss_without_its_day_is_handed_out_with_its_filing_day(
+        client, signed_in, app):
+    trainer = signed_in("trainer")
+    with app.app_context():
+        db = get_db()
+        with transaction(db):
+            case_id = db["cases"].insert({
+                "kind": "near_miss", "origin": "internal", "status": "published",
+                "title": "日付のないヒヤリ", "summary": "送る前に気づいた。", "task": "fax",
+                "created_at": "2026-02-28T16:25:00+00:00", "updated_at": "2026-03-02T00:00:00+00:00",
+                "submitted_at": "2026-03-02T00:00:00+00:00"}).last_pk
+        workshop_id = workshops.create_workshop(db, trainer, title="日付の研修")
+        workshops.add_case(db, trainer, workshop_id, case_id)
+    html = client.get(f"/workshops/{workshop_id}/handout").get_data(as_text=True)
+    assert "報告日 2026年3月1日" in html and "日付不明" not in html
 
 
 def test_quiz_statements_trace_to_their_items_and_the_key_is_right(db, trainers, fax_workshop):
