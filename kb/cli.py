@@ -74,15 +74,18 @@ def init_command(demo: bool) -> None:
     result = imports.import_external_cases(db, _seed("external_cases.jsonl"), only_new=True)
     click.echo(f"external cases added: {result['new']}, already present: {result['existing']}")
     # The seed vocabulary only on first run: once reviewers changed it, it is theirs.
-    added = vocabulary.load_seed(db, users.SYSTEM, _seed("vocabulary.csv"))
+    seed_file = _seed("vocabulary.csv")
+    try:
+        added = vocabulary.load_seed(db, users.SYSTEM, seed_file)
+        missing = 0 if added else vocabulary.count_seed_proposals(db, seed_file)
+    except Invalid as error:  # search works without it; a reviewer can add it later
+        added = missing = 0
+        click.echo("warning: " + " ".join(error.errors["seed"]), err=True)
     if added:
         click.echo(f"search vocabulary: {added} groups added")
+    elif not vocabulary.current_version(db):
+        click.echo("search vocabulary: empty (the seed list could not be read)")
     else:
-        try:
-            missing = vocabulary.count_seed_proposals(db, _seed("vocabulary.csv"))
-        except Invalid as error:
-            missing = 0
-            click.echo("warning: " + " ".join(error.errors["seed"]), err=True)
         click.echo("search vocabulary: kept as it is" + (
             f" ({missing} seed groups or words not in it: a reviewer can add them at"
             f" 言い換え → 標準の言い換えから取り込む, /admin/vocabulary/seed)" if missing else ""))

@@ -491,11 +491,12 @@ def apply_upload(db, actor, data: bytes, version) -> UploadPlan:
 def load_seed(db, actor, path) -> int:
     """Load the seed list on first run: only while the vocabulary has never been changed,
     so a later ``init`` never overwrites what reviewers did (deleting everything included).
-    Returns the number of groups added."""
+    Returns the number of groups added; Invalid (field "seed", nothing written) when the
+    seed file cannot be read."""
     with transaction(db):
         if current_version(db):
             return 0
-        drafts = [draft for _, draft in read_csv(Path(path).read_bytes())]
+        drafts = _seed_drafts(path)
         now = utcnow()
         for draft in drafts:
             _insert_group(db, draft, now)
@@ -538,21 +539,26 @@ def _proposals(stored: list[dict], seeds: list[Draft]) -> list[SeedProposal]:
 
     A seed group is held when one office group has all its words. Otherwise it extends an
     office group only if that group shares two or more of its words *and* is its own — of
-    all the seed groups, it shares the most words with this one (the seed's ラベル and 宛名
-    groups share 宛名シール・宛名ラベル: with the 宛名 group deleted, the ラベル group is
-    still the ラベル seed group's, so 宛名 comes back as a group of its own instead of
-    joining ラベル). Anything else is proposed as a new group: a word may be in several
+    all the seed groups, it shares the most words with this one, and with no other as many
+    (the seed's ラベル and 宛名 groups share 宛名シール・宛名ラベル: with the 宛名 group
+    deleted, the ラベル group is still the ラベル seed group's, so 宛名 comes back as a
+    group of its own instead of joining ラベル; an office group sharing as many words with
+    both is neither's). Anything else is proposed as a new group: a word may be in several
     groups (the seed has 送った in both 送付 and 送信)."""
     words_of = [(g, {fold(m["word"]) for m in g["members"]}) for g in stored]
     seed_words = [{fold(w) for w, _ in seed.members()} for seed in seeds]
-    owner = {g["group_id"]: max(range(len(seeds)), key=lambda i: len(held & seed_words[i]))
-             for g, held in words_of} if seeds else {}
+    owner = {}
+    for group, held in words_of:
+        shared = [len(held & words) for words in seed_words]
+        best = max(shared, default=0)
+        if shared.count(best) == 1:  # a tie makes it nobody's: which one is a guess
+            owner[group["group_id"]] = shared.index(best)
     proposals = []
     for index, (seed, words) in enumerate(zip(seeds, seed_words)):
         if any(words <= held for _, held in words_of):
             continue
         homes = [(g, held) for g, held in words_of
-                 if len(words & held) >= 2 and owner[g["group_id"]] == index]
+                 if len(words & held) >= 2 and owner.get(g["group_id"]) == index]
         if homes:
             group, _ = max(homes, key=lambda pair: len(words & pair[1]))
             proposal = SeedProposal(_seed_key(seed), seed, group, _extended(group, seed))

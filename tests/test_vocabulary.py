@@ -14,7 +14,7 @@ from kb import analysis, ranking, search, users, vocabulary
 from kb.db import get_db, mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.vocabulary import Draft
-from tests.conftest import csrf_token, post_form
+from tests.conftest import csrf_token, make_app, post_form
 
 SEED = Path(__file__).resolve().parent.parent / "data" / "seed" / "vocabulary.csv"
 SEED_GROUPS = [draft for _, draft in vocabulary.read_csv(SEED.read_bytes())]
@@ -234,6 +234,17 @@ def test_a_deleted_seed_group_comes_back_whole_not_into_a_group_sharing_two_of_i
     assert "宛名" not in next(g for g in _by_words(db, reviewer, "ラベル"))["words"]
 
 
+def test_an_office_group_sharing_as_many_words_with_two_seed_groups_is_extended_by_neither(
+        db, reviewer):
+    label = next(g for g in _by_words(db, reviewer, "ラベル") if "ラベル" in g["words"])
+    vocabulary.delete_group(db, reviewer, label["group_id"], label["version"])
+    address = next(g for g in _by_words(db, reviewer, "宛名") if "宛名" in g["words"])
+    vocabulary.update_group(db, reviewer, address["group_id"], Draft(
+        ["あて名"], ["宛名シール", "宛名ラベル"], ""), address["version"])
+    proposals = vocabulary.seed_proposals(db, reviewer, SEED)
+    assert proposals and all(p.group is None for p in proposals)  # neither joins あて名
+
+
 def test_seed_groups_sharing_words_are_each_restored_to_their_own_group(db, reviewer):
     dropped = _by_words(db, reviewer, "落とした")[0]
     vocabulary.delete_group(db, reviewer, dropped["group_id"], dropped["version"])
@@ -261,6 +272,8 @@ def test_a_seed_group_that_contradicts_the_office_is_shown_with_why_and_never_of
     assert "seed-notice" not in client.get("/admin/vocabulary").get_data(as_text=True)
     page = client.get("/admin/vocabulary/seed").get_data(as_text=True)
     assert "このままでは取り込めません" in page and 'name="key"' not in page
+    assert "取り込めるもの 0件・いまの言い換えと合わないもの 1件" in page
+    assert "いまは取り込めるものがありません" in page and ">取り込む</button>" not in page
 
 
 def test_a_key_that_is_no_longer_proposed_writes_nothing(db, reviewer):
@@ -272,6 +285,19 @@ def test_a_key_that_is_no_longer_proposed_writes_nothing(db, reviewer):
         db, reviewer, SEED, [proposal.key, "0123456789abcdef"], version))
     assert errors == {"seed": [vocabulary.SEED_CHANGED]}
     assert _by_words(db, reviewer, "新幹線") == [] and vocabulary.current_version(db) == version
+
+
+def test_a_fresh_install_without_a_readable_seed_vocabulary_still_initialises(tmp_path):
+    seed = tmp_path / "seed"
+    shutil.copytree(SEED.parent, seed)
+    (seed / "vocabulary.csv").unlink()
+    app = make_app(tmp_path / "data", SEED_DIR=str(seed))
+    result = app.test_cli_runner().invoke(args=["init"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 標準の言い換えのファイル（vocabulary.csv）を読めません" in result.output
+    assert "search vocabulary: empty (the seed list could not be read)" in result.output
+    with app.app_context():
+        assert vocabulary.current_version(get_db()) == 0 and vocabulary._groups(get_db()) == []
 
 
 def test_a_missing_or_broken_seed_file_leaves_the_list_and_init_working(client, signed_in, app,
@@ -385,6 +411,7 @@ def test_the_seed_page_adds_what_is_ticked_and_keeps_ticks_when_stale(client, si
     in_db(app, vocabulary.delete_group, reviewer, train["group_id"], train["version"])
     assert "いまの言い換えにないものが1件" in client.get("/admin/vocabulary").get_data(as_text=True)
     page = client.get("/admin/vocabulary/seed").get_data(as_text=True)
+    assert re.search(r'<label for="seed-[0-9a-f]+">新しいグループ：電車・列車・新幹線</label>', page)
     key = re.search(r'name="key" value="([0-9a-f]+)" checked', page).group(1)
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     in_db(app, vocabulary.create_group, reviewer, Draft(["公用車", "庁用車"], []))  # meanwhile
