@@ -153,7 +153,7 @@ def require_readable(db, user, case_id: int) -> None:
 # kb.dates.OFFICE_TZ). Not the submission: a report returned and resubmitted would move.
 CASE_DATE = ("coalesce(c.occurred_on, c.discovered_on, c.published_on,"
              " CASE WHEN c.origin = 'internal' THEN date(c.created_at, '+9 hours') END)")
-# Whether CASE_DATE is only the filing day (shown as 「報告日」, not as the day it happened).
+# Whether CASE_DATE is only the filing day (shown as 「登録日」, not as the day it happened).
 FILED_ONLY = "(coalesce(c.occurred_on, c.discovered_on, c.published_on) IS NULL)"
 
 

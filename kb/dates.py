@@ -158,6 +158,18 @@ def shown_moment(value) -> str:
     return f"{match[1]}/{match[2]}/{match[3]} {match[4]}:{match[5]}"
 
 
+def office_day(stamp) -> str:
+    """The office's day (ISO) of a stored UTC timestamp: 2026-11-30T16:30:00+00:00 is
+    2026-12-01 in the office, which its first ten characters would not say. A value that is
+    not a timestamp comes back as its first ten characters; None as ''."""
+    if not stamp:
+        return ""
+    try:
+        return in_office_time(datetime.fromisoformat(str(stamp))).date().isoformat()
+    except ValueError:
+        return str(stamp)[:10]
+
+
 def office_now() -> datetime:
     """Now on the office's clock (aware, JST)."""
     return datetime.now(OFFICE_TZ)

@@ -142,6 +142,16 @@ def japanese_date(value: str | None, missing: str = "記載なし") -> str:
     return "".join(f"{n}{unit}" for n, unit in zip(numbers, ("年", "月", "日")))
 
 
+def case_day(case) -> str:
+    """The day a case is listed by (kb.cases.CASE_DATE), as shown: the day it happened (or
+    was found or published), else 「登録日 …」 — the day the report was first saved — else
+    日付不明."""
+    if case.get("dated_by_filing") and case.get("case_date"):
+        return "登録日 " + japanese_date(case["case_date"])
+    return japanese_date(case.get("occurred_on") or case.get("discovered_on")
+                         or case.get("published_on"), "日付不明")
+
+
 LABELS = {
     "kind": cases.KIND_LABELS,
     "origin": cases.ORIGIN_LABELS,
@@ -257,7 +267,9 @@ def excel_csv(header, rows) -> bytes:
 def init_app(app) -> None:
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(japanese_date, "jdate")
+    app.add_template_filter(case_day, "case_day")
     app.add_template_filter(dates.shown_day, "shown_day")
+    app.add_template_filter(dates.office_day, "office_day")
     app.add_template_filter(dates.shown_moment, "shown_moment")
     app.add_template_filter(label, "label")
     app.add_template_filter(readable_url, "readable_url")

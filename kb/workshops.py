@@ -9,11 +9,11 @@ it; only its owner changes it.
 import json
 
 from kb import audit, checklist, dates
-from kb.cases import CASE_DATE, FILED_ONLY, INCIDENT_TYPE_LABELS, ORIGIN_LABELS
+from kb.cases import CASE_DATE, FILED_ONLY, INCIDENT_TYPE_LABELS, KIND_LABELS, ORIGIN_LABELS
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.quiz import build_quiz, code_order as _code_order, falsify  # noqa: F401 (the workshop quiz)
-from kb.rendering import excel_csv
+from kb.rendering import case_day, excel_csv
 from kb.roles import require_role
 
 DEFAULT_QUESTIONS = (
@@ -286,8 +286,8 @@ def handout_markdown(workshop: dict, cases: list[dict]) -> str:
         lines += [f"## 事例{number}　{case['title']}", ""]
         where = (f"{case['prefecture'] or ''}{case['municipality']}" if case["origin"] == "external"
                  else case["department_label"] or "庁内")
-        lines += [f"*{ORIGIN_LABELS[case['origin']]}・{INCIDENT_TYPE_LABELS.get(case['incident_type'], '')}"
-                  f"・{where}*", ""]
+        kind = INCIDENT_TYPE_LABELS.get(case["incident_type"]) or KIND_LABELS[case["kind"]]
+        lines += [f"*{ORIGIN_LABELS[case['origin']]}・{kind}・{where}・{case_day(case)}*", ""]
         lines += ["### 何が起きたか", "", case["summary"] or "（記載なし）", ""]
         causes = what_happened(case)
         lines += ["### 原因", ""] + ([f"- {c}" for c in causes] or ["（記載なし）"]) + [""]

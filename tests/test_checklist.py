@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kb import checklist
-from kb.db import get_db
+from kb.db import get_db, transaction
 from kb.exceptions import Forbidden, Invalid
 from tests.conftest import csrf_token
 from tests.reporting import file_report, near_miss_form
@@ -130,6 +130,21 @@ def test_overview_counts_cases_per_item_and_the_item_page_lists_them(client, sig
     page = client.get("/checklist/items/3-3").get_data(as_text=True)
     assert "この項目に結び付いた事例（1件）" in page
     assert f'href="/cases/{case_id}"' in page
+
+
+def test_an_undated_near_miss_on_an_item_page_shows_its_filing_day(client, signed_in, app):
+    signed_in("staff")
+    with app.app_context():
+        db = get_db()
+        with transaction(db):
+            case_id = db["cases"].insert({
+                "kind": "near_miss", "origin": "internal", "status": "published",
+                "title": "日付のないヒヤリ", "summary": "送る前に気づいた。", "task": "fax",
+                "created_at": "2026-02-28T16:25:00+00:00", "updated_at": "2026-03-02T00:00:00+00:00"}).last_pk
+            db["case_checklist_items"].insert({"case_id": case_id, "item_code": "3-3",
+                                               "created_at": "2026-03-02T00:00:00+00:00"})
+    page = client.get("/checklist/items/3-3").get_data(as_text=True)
+    assert "登録日 2026年3月1日" in page
 
 
 def test_links_set_from_the_case_page(client, signed_in, app):

@@ -334,3 +334,13 @@ def test_the_office_clock_is_japan_time_whatever_zone_the_server_runs_in(monkeyp
     finally:
         monkeypatch.delenv("TZ")
         clock.tzset()
+
+
+@pytest.mark.parametrize("stamp, day", [
+    ("2026-11-30T16:30:00+00:00", "2026-12-01"),  # 01:30 in the office: already the next day
+    ("2026-11-30T14:59:59+00:00", "2026-11-30"),
+    ("2026-03-10", "2026-03-10"),  # a bare day is taken as the office's
+    ("x", "x"), (None, ""), ("", ""),
+])
+def test_office_day_is_the_day_of_a_utc_timestamp_on_the_offices_clock(stamp, day):
+    assert dates.office_day(stamp) == day

@@ -81,7 +81,7 @@ def test_a_near_miss_without_its_day_sorts_by_its_filing_day_shown_as_such(clien
     result = find(app, people["reviewer"], "ゼブラ柄", sort="date")
     assert ids(result) == [undated, dated]  # filed today, then 2020
     today = dates.office_today()
-    filed = f"報告日 {today.year}年{today.month}月{today.day}日"
+    filed = f"登録日 {today.year}年{today.month}月{today.day}日"
     assert filed in client.get("/cases?q=ゼブラ柄&sort=date").get_data(as_text=True)  # the reporter
     page = client.get(f"/cases/{undated}").get_data(as_text=True)
     assert f"<dt>起きそうになった日</dt><dd>記載なし（{filed}）" in page

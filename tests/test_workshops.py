@@ -162,7 +162,10 @@ def test_a_published_near_miss_without_its_day_is_handed_out_with_its_filing_day
         workshop_id = workshops.create_workshop(db, trainer, title="日付の研修")
         workshops.add_case(db, trainer, workshop_id, case_id)
     html = client.get(f"/workshops/{workshop_id}/handout").get_data(as_text=True)
-    assert "報告日 2026年3月1日" in html and "日付不明" not in html
+    assert "登録日 2026年3月1日" in html and "日付不明" not in html
+    assert "・ヒヤリ・ハット・" in html and "・・" not in html  # no incident type: its kind
+    markdown = client.get(f"/workshops/{workshop_id}/handout.md").get_data(as_text=True)
+    assert "*庁内・ヒヤリ・ハット・庁内・登録日 2026年3月1日*" in markdown
 
 
 def test_quiz_statements_trace_to_their_items_and_the_key_is_right(db, trainers, fax_workshop):
