@@ -146,8 +146,7 @@ def require_readable(db, user, case_id: int) -> None:
         raise NotFound(f"case {case_id}")
 
 
-# The date a case is filed under; cases with no known date come last.
-# The day a case is dated by: the day it happened, else the day it was found or published,
+# The day a case is dated by (cases with none come last): the day it happened, else the day it was found or published,
 # else — an internal report without its day (the near-miss form does not require one) —
 # the office day it was filed (first saved; timestamps are UTC, the office is JST,
 # kb.dates.OFFICE_TZ). Not the submission: a report returned and resubmitted would move.

@@ -305,7 +305,8 @@ def correlation(db, actor, campaign_id: int, today: date | None = None) -> dict:
 
     Reports count as on the dashboard: internal ones once submitted, and only those the
     reader may read (``cases.readable_clause`` without drafts), by their date
-    (``cases.CASE_DATE``: when they occurred, else were discovered, else were filed). Returns {"campaign", "since", "until", "bureaus": [{"code",
+    (``cases.CASE_DATE``: when they occurred, else were discovered, else were filed).
+    Returns {"campaign", "since", "until", "bureaus": [{"code",
     "name", "eligible", "completed", "rate", "mean_percent", "incidents", "near_misses",
     "incidents_per_100", "near_misses_per_100"}], "r": {"rate_incidents",
     "rate_near_misses", "score_incidents", "score_near_misses"}}: Pearson coefficients

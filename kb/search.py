@@ -31,7 +31,8 @@ from kb import analysis, cases, ranking, users, vocabulary
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5  # 4: case_id is a column too (_SegmentData.case_ids); 5: undated near-misses dated by filing
+# 4: case_id is a column too (_SegmentData.case_ids); 5: the date is cases.CASE_DATE.
+SCHEMA_VERSION = 5
 INDEX_FOLDER = f"index-v{SCHEMA_VERSION}.{analysis.ANALYSIS_VERSION}"
 WRITER_TIMEOUT = 10.0
 TIME_LIMIT = 0.45  # seconds a query may run before the segments searched so far are shown

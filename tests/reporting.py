@@ -2,7 +2,22 @@
 
 import re
 
+from kb.db import transaction
 from tests.conftest import csrf_token
+
+# First saved at 01:25 JST on 1 March 2026 (still 28 February in UTC).
+UNDATED_FILED = "2026-02-28T16:25:00+00:00"
+
+
+def insert_undated_near_miss(db) -> int:
+    """A published near-miss with no day of its own (the form leaves it optional), first
+    saved at ``UNDATED_FILED``: it is dated 2026-03-01 by its filing. Returns its id."""
+    with transaction(db):
+        return db["cases"].insert({
+            "kind": "near_miss", "origin": "internal", "status": "published",
+            "title": "日付のないヒヤリ", "summary": "送る前に気づいた。", "task": "fax",
+            "created_at": UNDATED_FILED, "updated_at": "2026-03-02T00:00:00+00:00",
+            "submitted_at": "2026-03-02T00:00:00+00:00"}).last_pk
 
 
 def near_miss_form(**overrides):

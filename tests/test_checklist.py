@@ -9,7 +9,7 @@ from kb import checklist
 from kb.db import get_db, transaction
 from kb.exceptions import Forbidden, Invalid
 from tests.conftest import csrf_token
-from tests.reporting import file_report, near_miss_form
+from tests.reporting import file_report, insert_undated_near_miss, near_miss_form
 from tests.reporting import form_version
 
 SEED = Path(__file__).resolve().parent.parent / "data" / "seed" / "checklist.yaml"
@@ -136,11 +136,8 @@ def test_an_undated_near_miss_on_an_item_page_shows_its_filing_day(client, signe
     signed_in("staff")
     with app.app_context():
         db = get_db()
+        case_id = insert_undated_near_miss(db)
         with transaction(db):
-            case_id = db["cases"].insert({
-                "kind": "near_miss", "origin": "internal", "status": "published",
-                "title": "日付のないヒヤリ", "summary": "送る前に気づいた。", "task": "fax",
-                "created_at": "2026-02-28T16:25:00+00:00", "updated_at": "2026-03-02T00:00:00+00:00"}).last_pk
             db["case_checklist_items"].insert({"case_id": case_id, "item_code": "3-3",
                                                "created_at": "2026-03-02T00:00:00+00:00"})
     page = client.get("/checklist/items/3-3").get_data(as_text=True)

@@ -6,9 +6,10 @@ import io
 import pytest
 
 from kb import checklist, workshops
-from kb.db import get_db, transaction
+from kb.db import get_db
 from kb.exceptions import Forbidden, Invalid, NotFound
 from tests.conftest import csrf_token, login
+from tests.reporting import insert_undated_near_miss
 
 
 def case_id_of(db, external_id):
@@ -153,12 +154,7 @@ def test_a_published_near_miss_without_its_day_is_handed_out_with_its_filing_day
     trainer = signed_in("trainer")
     with app.app_context():
         db = get_db()
-        with transaction(db):
-            case_id = db["cases"].insert({
-                "kind": "near_miss", "origin": "internal", "status": "published",
-                "title": "日付のないヒヤリ", "summary": "送る前に気づいた。", "task": "fax",
-                "created_at": "2026-02-28T16:25:00+00:00", "updated_at": "2026-03-02T00:00:00+00:00",
-                "submitted_at": "2026-03-02T00:00:00+00:00"}).last_pk
+        case_id = insert_undated_near_miss(db)
         workshop_id = workshops.create_workshop(db, trainer, title="日付の研修")
         workshops.add_case(db, trainer, workshop_id, case_id)
     html = client.get(f"/workshops/{workshop_id}/handout").get_data(as_text=True)
