@@ -150,6 +150,7 @@ def bench_vocabulary_cost(app, user, texts):
 
 
 def bench_http(app, texts):
+    from waitress import wasyncore
     from waitress.server import create_server
 
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
@@ -168,7 +169,10 @@ def bench_http(app, texts):
         opener.open(base + "/cases?" + urllib.parse.urlencode({"q": text})).read()
         timings.append((time.perf_counter() - started) * 1000)
     server.task_dispatcher.shutdown()
-    server.close()
+    # Closed from the server's own loop thread: closing its sockets from here while that
+    # thread waits in select() made it die with "Bad file descriptor".
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    thread.join(5)
     return timings
 
 

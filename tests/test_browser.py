@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from waitress import wasyncore
 from waitress.server import create_server
 
 from tests.conftest import make_app
@@ -54,7 +55,11 @@ def live_app(tmp_path_factory):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}", passwords
-    server.close()
+    server.task_dispatcher.shutdown()
+    # From the server's own loop thread: closing its sockets from here, while it waits in
+    # select(), can kill that thread with "Bad file descriptor".
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    thread.join(5)
 
 
 @pytest.fixture
