@@ -152,12 +152,10 @@ def require_readable(db, user, case_id: int) -> None:
 # kb.dates.OFFICE_TZ). Not the submission: a report returned and resubmitted would move.
 CASE_DATE = ("coalesce(c.occurred_on, c.discovered_on, c.published_on,"
              " CASE WHEN c.origin = 'internal' THEN date(c.created_at, '+9 hours') END)")
-# Whether CASE_DATE is only the filing day (shown as 「登録日」, not as the day it happened).
-FILED_ONLY = "(coalesce(c.occurred_on, c.discovered_on, c.published_on) IS NULL)"
 
 
 CASE_QUERY = (
-    f"SELECT c.*, {CASE_DATE} AS case_date, {FILED_ONLY} AS dated_by_filing,"
+    f"SELECT c.*, {CASE_DATE} AS case_date,"
     " d.name AS department_label, u.display_name AS reporter_name FROM cases c"
     " LEFT JOIN departments d ON d.department_id = c.department_id"
     " LEFT JOIN users u ON u.user_id = c.reporter_id"

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from kb import audit
-from kb.cases import CASE_DATE, FILED_ONLY, INCIDENT_TYPES, TASKS, readable_clause, require_readable
+from kb.cases import CASE_DATE, INCIDENT_TYPES, TASKS, readable_clause, require_readable
 from kb.db import mark_changed, transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.roles import require_role
@@ -240,7 +240,7 @@ def item_cases(db, code: str) -> dict:
     cases = db.execute_returning_dicts(
         "SELECT c.case_id, c.title, c.kind, c.origin, c.incident_type, c.municipality,"
         " c.occurred_on, c.discovered_on, c.published_on, c.lesson, d.name AS department_label,"
-        f" {CASE_DATE} AS case_date, {FILED_ONLY} AS dated_by_filing"
+        f" {CASE_DATE} AS case_date"
         f" FROM cases c LEFT JOIN departments d USING (department_id)"
         f" WHERE c.case_id IN (SELECT case_id FROM ({TOUCHES}) WHERE code = ?)"
         f" ORDER BY {CASE_DATE} IS NULL, {CASE_DATE} DESC, c.case_id DESC", [code])

@@ -145,11 +145,11 @@ def japanese_date(value: str | None, missing: str = "記載なし") -> str:
 def case_day(case) -> str:
     """The day a case is listed by (kb.cases.CASE_DATE), as shown: the day it happened (or
     was found or published), else 「登録日 …」 — the day the report was first saved — else
-    日付不明."""
-    if case.get("dated_by_filing") and case.get("case_date"):
+    日付不明. ``case`` needs ``case_date`` for the second."""
+    day = case.get("occurred_on") or case.get("discovered_on") or case.get("published_on")
+    if not day and case.get("case_date"):
         return "登録日 " + japanese_date(case["case_date"])
-    return japanese_date(case.get("occurred_on") or case.get("discovered_on")
-                         or case.get("published_on"), "日付不明")
+    return japanese_date(day, "日付不明")
 
 
 LABELS = {

@@ -518,18 +518,22 @@ class SeedProposal:
 
     @property
     def missing(self) -> list[tuple[str, bool]]:
-        held = {fold(m["word"]) for m in self.group["members"]} if self.group else set()
-        return [(w, n) for w, n in self.seed.members() if fold(w) not in held]
+        return _missing(self.group, self.seed) if self.group else self.seed.members()
 
 
 def _seed_key(draft: Draft) -> str:
     return hashlib.sha256(repr(draft.key()).encode()).hexdigest()[:16]
 
 
+def _missing(group: dict, seed: Draft) -> list[tuple[str, bool]]:
+    """The (word, narrower) members of ``seed`` that ``group`` lacks."""
+    held = {fold(m["word"]) for m in group["members"]}
+    return [(w, n) for w, n in seed.members() if fold(w) not in held]
+
+
 def _extended(group: dict, seed: Draft) -> Draft:
     """``group`` with the words of ``seed`` it lacks (in the seed's direction)."""
-    held = {fold(m["word"]) for m in group["members"]}
-    missing = [(w, n) for w, n in seed.members() if fold(w) not in held]
+    missing = _missing(group, seed)
     return Draft(group["words"] + [w for w, n in missing if not n],
                  group["narrower"] + [w for w, n in missing if n], group["note"])
 

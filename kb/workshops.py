@@ -9,7 +9,7 @@ it; only its owner changes it.
 import json
 
 from kb import audit, checklist, dates
-from kb.cases import CASE_DATE, FILED_ONLY, INCIDENT_TYPE_LABELS, KIND_LABELS, ORIGIN_LABELS
+from kb.cases import CASE_DATE, INCIDENT_TYPE_LABELS, KIND_LABELS, ORIGIN_LABELS
 from kb.db import transaction, utcnow
 from kb.exceptions import Conflict, Forbidden, Invalid, NotFound
 from kb.quiz import build_quiz, code_order as _code_order, falsify  # noqa: F401 (the workshop quiz)
@@ -242,7 +242,7 @@ def workshop_cases(db, actor, workshop_id: int) -> list[dict]:
     since left publication is dropped from what is shown."""
     get_workshop(db, actor, workshop_id)
     rows = db.execute_returning_dicts(
-        f"SELECT c.*, {CASE_DATE} AS case_date, {FILED_ONLY} AS dated_by_filing,"
+        f"SELECT c.*, {CASE_DATE} AS case_date,"
         " k.note, k.position, d.name AS department_label FROM workshop_cases k"
         " JOIN cases c USING (case_id) LEFT JOIN departments d ON d.department_id = c.department_id"
         " WHERE k.workshop_id = ? AND c.status = 'published' ORDER BY k.position", [workshop_id])
